@@ -1,0 +1,54 @@
+# kpi-lake: the two commands (make run, make test) and the UI (make dev). Everything lives in .venv.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test dev setup setup-test lint format generate sync bench clean
+
+## run: set up, generate the sample landing zone if it is empty, then run the nightly sync into lake/
+run: setup
+	$(BIN)/kpi-lake generate --if-empty
+	$(BIN)/kpi-lake sync
+
+## test: set up (Python packages, Azurite), then run every test
+test: setup setup-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules)
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+setup: $(VENV)/.synced
+	@mkdir -p "$(DAGSTER_HOME)"
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	uv sync --frozen --python python3
+	@touch $@
+
+## setup-test: the services the tests start themselves (Azurite from npm; see .ci/run for PostgreSQL)
+setup-test: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+generate: setup
+	$(BIN)/kpi-lake generate
+
+sync: setup
+	$(BIN)/kpi-lake sync
+
+clean:
+	rm -rf lake .dagster_home

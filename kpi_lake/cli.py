@@ -1,0 +1,129 @@
+"""The ``kpi-lake`` command: ``generate`` a sample landing zone, ``sync`` the lake (the nightly job, in-process).
+
+Both read the same environment as the Dagster UI and the schedule: ``KPI_LAKE_ROOT``, ``KPI_LAKE_LANDING``,
+``KPI_LAKE_BUSINESS_DB`` and the standard ``AZURE_*`` variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kpi-lake", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write the sample landing zone (a fictional council)")
+    generate.add_argument("--scale", type=float, default=1.0, help="size of the business systems (1 = small)")
+    generate.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
+    generate.add_argument("--landing", default=None, help="where to write (default: KPI_LAKE_LANDING or landing/)")
+    generate.add_argument(
+        "--if-empty", action="store_true", help="do nothing when the landing zone already holds files"
+    )
+
+    sync = commands.add_parser("sync", help="run the nightly sync in-process and print a summary")
+    sync.add_argument("--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'")
+
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        return _generate(args)
+    return _sync(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from kpi_lake.sample_data import generate_landing
+    from kpi_lake.storage import is_remote
+    from pipelines.environment import landing_root
+
+    target = args.landing or landing_root()
+    kwargs = {"scale": args.scale} | ({"seed": args.seed} if args.seed is not None else {})
+    if is_remote(target):
+        from resources.azure import AzureStorage
+        from kpi_lake.storage import parse_azure_uri
+
+        azure = AzureStorage.from_env()
+        fs = azure.filesystem(target)
+        location = parse_azure_uri(target)
+        remote = f"{location.container}/{location.path}".rstrip("/")
+        if args.if_empty and fs.exists(remote) and fs.find(remote):
+            print(f"landing zone {target} already holds files: nothing generated")
+            return 0
+        if not fs.exists(location.container):
+            fs.mkdir(location.container)
+        with tempfile.TemporaryDirectory(prefix="kpi-lake-landing-") as tmp:
+            story = generate_landing(tmp, **kwargs)
+            for name in story.files:
+                fs.put_file(str(Path(tmp) / name), f"{remote}/{name}")
+    else:
+        folder = Path(target)
+        if args.if_empty and folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+            print(f"landing zone {folder} already holds files: nothing generated")
+            return 0
+        started = time.perf_counter()
+        story = generate_landing(folder, **kwargs)
+        print(f"generated {len(story.files)} files in {time.perf_counter() - started:.1f}s")
+    print(f"sample landing zone for {story.council_name} written to {target}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from kpi_lake.storage import redact
+    from pipelines.definitions import defs
+
+    resources = defs.resources
+    lake = resources["lake"]
+    lake_uri = os.environ.get("KPI_LAKE_ROOT") or lake.root
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    started = time.perf_counter()
+    with dg.build_resources({"lake": lake}) as initialised:
+        initialised.lake.ensure_root()
+    job = defs.resolve_job_def("nightly_sync")
+    if args.select:
+        job = job.get_subset(asset_selection=set(dg.AssetSelection.from_string(args.select).resolve(job.asset_layer.asset_graph)))
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    elapsed = time.perf_counter() - started
+
+    rows: list[tuple[str, int | None, str]] = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        metadata = materialization.metadata
+        count = metadata.get("dagster/row_count")
+        files = metadata.get("files_loaded")
+        note = f"{files.value} new files" if files is not None else ""
+        written = metadata.get("rows_written")
+        if written is not None and files is None:
+            note = f"{written.value} rows changed"
+        rows.append(
+            ("/".join(materialization.asset_key.path), None if count is None else int(count.value), note)
+        )
+    rows.sort()
+    width = max((len(name) for name, _, _ in rows), default=10)
+    print(f"\nkpi-lake sync {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — lake: {redact(lake_uri)}")
+    print(f"{'table'.ljust(width)}  {'rows':>10}  this run")
+    for name, count, note in rows:
+        shown = "-" if count is None else f"{count:,}"
+        print(f"{name.ljust(width)}  {shown:>10}  {note}")
+    total = sum(count or 0 for _, count, _ in rows)
+    print(f"{len(rows)} tables, {total:,} rows.")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                print(f"FAILED {event.step_key}: {error.message.strip() if error else 'see the run log'}", file=sys.stderr)
+        return 1
+    print(
+        "Next: `make dev` opens the Dagster UI (asset graph, run history); read a table with "
+        "polars.scan_delta('<lake>/<layer>/<source>/<table>') or DuckDB's delta_scan."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""The kpi-lake code location: every asset, the nightly job and its schedule, and the resources."""
+
+import dagster as dg
+
+from assets.bronze import bronze_assets
+from pipelines.environment import get_resources
+from pipelines.jobs import nightly_schedule, nightly_sync
+
+defs = dg.Definitions(
+    assets=[*bronze_assets],
+    jobs=[nightly_sync],
+    schedules=[nightly_schedule],
+    resources=get_resources(),
+)
