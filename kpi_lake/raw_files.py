@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,11 @@ def find_header_row(rows: list[list[str | None]]) -> int:
     filled = [sum(1 for cell in row if cell not in (None, "") and str(cell).strip()) for row in rows]
     if not filled or max(filled) == 0:
         return 0
-    widest = max(filled)
+    # Ragged data rows (an unquoted comma in free text) can be wider than the header: measure the width
+    # among rows of the most common length only.
+    lengths = Counter(len(row) for row, count in zip(rows, filled, strict=True) if count)
+    usual = max(lengths.items(), key=lambda item: (item[1], -item[0]))[0]
+    widest = max(count for row, count in zip(rows, filled, strict=True) if len(row) <= usual)
     for index, count in enumerate(filled):
         if count >= 0.8 * widest and count >= min(2, widest):
             return index

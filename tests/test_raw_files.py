@@ -1,0 +1,140 @@
+"""The lossless reader every bronze table uses, on the real published files and on the awkward cases."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+import pytest
+import xlsxwriter
+
+from kpi_lake.raw_files import (
+    EXTRA_FIELDS,
+    PARSE_ISSUE,
+    SOURCE_ROW,
+    RawFileError,
+    detect_encoding,
+    find_header_row,
+    normalise_column_names,
+    read_raw_file,
+)
+
+
+def _records(path: Path, encoding: str) -> list[list[str]]:
+    with open(path, encoding=encoding, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.mark.parametrize(
+    ("relative", "header_row", "first_column"),
+    [
+        ("education/ks2_la.csv", 1, "time_period"),  # UTF-8 BOM
+        ("education/absence_by_term.csv", 1, "time_identifier"),
+        ("education/absence_by_term.meta.csv", 1, "col_name"),  # CRLF
+        ("education/UD_NEETNK_LA_dashboard_2025.csv", 1, "time_period"),
+        ("emissions/beis_2005-19_local_co2_subset_wide.csv", 2, "region_country"),  # title row
+        ("survey/ons_life_satisfaction_table1.csv", 6, "area_code"),  # five rows above the header
+        ("benchmarks/oflog_asc_data.csv", 1, "financial_year"),
+        ("benchmarks/trafford_expected_standard_ks2.csv", 1, "area_code"),
+        ("benchmarks/trafford_cipfa2021.csv", 1, "area_code"),
+        ("geography/LTLA-UTLA_Apr23_Lookup_England-Wales.csv", 1, "ltla23cd"),
+        ("geography/Ward_to_LAD_Dec2019_UK.csv", 1, "fid"),
+    ],
+)
+def test_real_samples_read_completely(real_samples: Path, relative: str, header_row: int, first_column: str):
+    path = real_samples / relative
+    raw = read_raw_file(path, source_file=relative)
+    assert raw.header_row == header_row
+    assert raw.frame.columns[0] == first_column
+    # Every record after the header is a row, none dropped, none invented.
+    records = _records(path, raw.encoding)
+    data_records = [r for r in records[header_row:] if r]
+    assert raw.frame.height == len(data_records)
+    # Cells are kept as text exactly as published (first and last row, first column).
+    assert raw.frame[first_column][0] == (data_records[0][0] or None)
+    assert raw.frame[first_column][-1] == (data_records[-1][0] or None)
+    assert raw.frame[PARSE_ISSUE].null_count() == raw.frame.height
+
+
+def test_real_sample_values_are_text_as_published(real_samples: Path):
+    raw = read_raw_file(real_samples / "emissions/beis_2005-19_local_co2_subset_wide.csv", source_file="x")
+    darlington_2005 = raw.frame.filter((pl.col("code") == "E06000005") & (pl.col("year") == "2005"))
+    assert darlington_2005["grand_total"].item() == "761.8"
+    assert darlington_2005["industry_gas"].item() == "101.3"  # header "Industry Gas " had a trailing space
+    assert darlington_2005[SOURCE_ROW].item() == 3  # title on row 1, header on row 2
+
+
+def test_encodings(tmp_path: Path):
+    cp1252 = tmp_path / "export.csv"
+    cp1252.write_bytes(
+        "kpi,commentary\r\nBPB530,On track\r\nBCP475,Costs rose – £1,200 over ’target’\r\nNH617,Fine\r\n".encode(
+            "cp1252"
+        )
+    )
+    assert detect_encoding(cp1252) == "cp1252"
+    raw = read_raw_file(cp1252, source_file="spar_net/export.csv")
+    assert raw.frame["kpi"].to_list() == ["BPB530", "BCP475", "NH617"]
+    assert raw.frame["commentary"][1] == "Costs rose – £1"
+    # The comma in an unquoted field makes a ragged row: kept, flagged, extra field preserved.
+    assert raw.frame[EXTRA_FIELDS].to_list() == [None, "200 over ’target’", None]
+    assert "3 fields" in raw.frame[PARSE_ISSUE][1]
+    assert raw.frame[SOURCE_ROW].to_list() == [2, 3, 4]
+
+
+def test_multiline_quoted_commentary_is_one_row(tmp_path: Path):
+    path = tmp_path / "values.csv"
+    path.write_text('kpi,commentary,actual\r\nA1,"Line one,\r\nline two ""quoted""",85.2%\r\nA2,,n/a\r\n')
+    raw = read_raw_file(path, source_file="values.csv")
+    assert raw.frame.height == 2
+    assert raw.frame["commentary"][0] == 'Line one,\r\nline two "quoted"'
+    assert raw.frame["actual"].to_list() == ["85.2%", "n/a"]
+
+
+def test_empty_and_header_only_files(tmp_path: Path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(RawFileError, match=r"empty\.csv: the file is empty"):
+        read_raw_file(empty, source_file="empty.csv")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("a,b,c\n")
+    raw = read_raw_file(header_only, source_file="header.csv")
+    assert raw.frame.height == 0
+    assert {"a", "b", "c"} <= set(raw.frame.columns)
+
+
+def test_spreadsheet_with_title_row(tmp_path: Path):
+    path = tmp_path / "export.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Export")
+    sheet.write_row(0, 0, ["SPAR.net export, Q2 2024-25"])
+    sheet.write_row(1, 0, ["Indicator ID", "Actual", "Target"])
+    sheet.write_row(2, 0, ["BPPM474", "85.2%", 90])
+    sheet.write_row(3, 0, ["NH617", "1,234", None])
+    book.close()
+    raw = read_raw_file(path, source_file="spar_net/export.xlsx")
+    assert raw.header_row == 2
+    assert raw.frame.columns[:3] == ["indicator_id", "actual", "target"]
+    assert raw.frame["actual"].to_list() == ["85.2%", "1,234"]
+    assert raw.frame["target"].to_list() == ["90", None]
+    assert raw.frame[SOURCE_ROW].to_list() == [3, 4]
+
+
+def test_column_names_are_delta_safe_and_unique():
+    names = normalise_column_names(
+        ["Territorial emissions (kt CO2e)", "Area (km2)", "", "Value", "value", "2019", "% change"]
+    )
+    assert names == [
+        "territorial_emissions_kt_co2e",
+        "area_km2",
+        "column_3",
+        "value",
+        "value_2",
+        "c_2019",
+        "percent_change",
+    ]
+
+
+def test_header_detection_skips_title_rows():
+    rows = [["Indicator:", "Life satisfaction", ""], ["", "", ""], ["Area Code", "Area", "Mean"], ["E1", "X", "7"]]
+    assert find_header_row(rows) == 2
