@@ -1,0 +1,8 @@
+"""Silver assets: one conformed, typed, documented table (and its quarantine) per spec. See ``kpi_lake.conform``."""
+
+from assets.silver import spar_net
+from assets.silver.factory import SilverTable, silver_asset
+
+SILVER_TABLES: list[SilverTable] = [*spar_net.SILVER_TABLES]
+
+silver_assets = [silver_asset(spec) for spec in SILVER_TABLES]

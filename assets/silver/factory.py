@@ -1,0 +1,97 @@
+"""Build a silver asset from a spec: read bronze lazily, conform with a pure function, write table + quarantine."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import dagster as dg
+import polars as pl
+
+from kpi_lake.conform import Conformed
+from kpi_lake.tables import TableRef
+from resources.lake import DeltaLake
+
+
+@dataclass(frozen=True)
+class SilverTable:
+    """A silver table: what it reads, the pure function that conforms it, and its documented columns.
+
+    ``conform`` takes one keyword per input, named by the bronze (or silver) table name, each a LazyFrame or
+    None when that table does not exist yet, and returns a :class:`Conformed`.
+    """
+
+    ref: TableRef
+    inputs: tuple[TableRef, ...]
+    conform: Callable[..., Conformed]
+    description: str
+    columns: dict[str, str] = field(default_factory=dict)
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def quarantine_ref(self) -> TableRef:
+        return TableRef(self.ref.layer, self.ref.source, f"{self.ref.table}_quarantine")
+
+
+def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
+    deps = [dg.AssetKey(ref.key_path) for ref in spec.inputs]
+    tags = {"layer": spec.ref.layer, "source": spec.ref.source}
+
+    @dg.multi_asset(
+        name="_".join(spec.ref.key_path),
+        specs=[
+            dg.AssetSpec(
+                key=spec.ref.key_path,
+                deps=deps,
+                group_name=spec.ref.group_name,
+                description=spec.description,
+                kinds={"delta", "polars"},
+                tags=tags,
+                metadata={
+                    "dagster/column_schema": dg.TableSchema(
+                        columns=[dg.TableColumn(name, "", description=doc) for name, doc in spec.columns.items()]
+                    ),
+                    "primary_key": ", ".join(spec.primary_key),
+                    "lake_path": spec.ref.path,
+                },
+            ),
+            dg.AssetSpec(
+                key=spec.quarantine_ref.key_path,
+                deps=deps,
+                group_name=spec.ref.group_name,
+                description=(
+                    f"Rows of {', '.join(str(r) for r in spec.inputs)} that could not be conformed into "
+                    f"{spec.ref}: file, row, column, value, reason and the raw record. Nothing is dropped."
+                ),
+                kinds={"delta", "polars"},
+                tags=tags,
+            ),
+        ],
+    )
+    def _silver(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterator[dg.MaterializeResult]:
+        inputs = {ref.table: (lake.scan(ref) if lake.exists(ref) else None) for ref in spec.inputs}
+        missing = [name for name, frame in inputs.items() if frame is None]
+        if missing:
+            context.log.warning(f"{spec.ref}: no table yet for {', '.join(missing)}; conforming without it")
+        conformed = spec.conform(**inputs)
+        rows = conformed.rows
+        if spec.primary_key:
+            duplicates = rows.group_by(list(spec.primary_key)).len().filter(pl.col("len") > 1)
+            if duplicates.height:
+                raise dg.Failure(
+                    f"{spec.ref}: key ({', '.join(spec.primary_key)}) is not unique, e.g. "
+                    f"{duplicates.head(3).drop('len').to_dicts()}; the table was not written"
+                )
+        state = lake.overwrite(spec.ref, rows)
+        quarantine_state = lake.overwrite(spec.quarantine_ref, conformed.quarantine)
+        if conformed.quarantine.height:
+            reasons = conformed.quarantine.group_by("reason").len().sort("len", descending=True).head(5)
+            context.log.warning(
+                f"{spec.ref}: {conformed.quarantine.height} rows quarantined: "
+                + "; ".join(f"{r} ({n})" for r, n in reasons.iter_rows())
+            )
+        yield dg.MaterializeResult(
+            asset_key=spec.ref.key_path,
+            metadata={**state.to_metadata(), "quarantined_rows": conformed.quarantine.height},
+        )
+        yield dg.MaterializeResult(asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata())
+
+    return _silver

@@ -1,0 +1,86 @@
+"""Silver: conform bronze text into typed, documented tables, quarantining what does not parse.
+
+Each family has a module here with pure functions (polars in, polars out). A conform function returns a
+:class:`Conformed`: the good rows, and the bad ones in the quarantine shape with the file, row, column,
+value and the reason. The Dagster side (``assets/silver``) only reads bronze, calls these and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from kpi_lake.raw_files import SOURCE_FILE, SOURCE_ROW
+
+#: The quarantine table's columns, the same for every source: what was wrong, where, and the row as it was.
+QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+    "source_table": pl.String(),
+    "source_file": pl.String(),
+    "source_row": pl.Int64(),
+    "column": pl.String(),
+    "value": pl.String(),
+    "reason": pl.String(),
+    "raw_record": pl.String(),
+}
+
+
+@dataclass
+class Conformed:
+    """A silver table's rows, and the rows held back (never dropped) with the reason."""
+
+    rows: pl.DataFrame
+    quarantine: pl.DataFrame = field(default_factory=lambda: empty_quarantine())
+
+    def __post_init__(self) -> None:
+        self.quarantine = self.quarantine.select(
+            [pl.col(name).cast(dtype) for name, dtype in QUARANTINE_SCHEMA.items()]
+        )
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+class ConformError(ValueError):
+    """Bronze data that cannot be conformed at all (a required column missing, say): names file and column."""
+
+
+def require_columns(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], *, what: str) -> None:
+    """Fail with a clear message when a family's required columns are missing from a bronze table."""
+    present = set(frame.collect_schema().names())
+    missing = [c for c in columns if c not in present]
+    if missing:
+        files = ""
+        if SOURCE_FILE in present and isinstance(frame, pl.DataFrame) and frame.height:
+            files = f" in {', '.join(sorted(set(frame[SOURCE_FILE].drop_nulls().to_list()))[:5])}"
+        raise ConformError(
+            f"{what}: expected column(s) {', '.join(missing)}{files}; found {', '.join(sorted(present))}"
+        )
+
+
+def quarantine(
+    frame: pl.DataFrame,
+    *,
+    source_table: str,
+    column: str | pl.Expr,
+    reason: str | pl.Expr,
+    value: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """Turn rows of a bronze-shaped ``frame`` into quarantine rows (the raw record kept as JSON)."""
+    if frame.height == 0:
+        return empty_quarantine()
+    data_columns = [c for c in frame.columns if not c.startswith("_")]
+    column_expr = pl.lit(column) if isinstance(column, str) else column
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    if value is None:
+        value = pl.col(column).cast(pl.String) if isinstance(column, str) and column in frame.columns else pl.lit(None)
+    return frame.select(
+        pl.lit(source_table).alias("source_table"),
+        (pl.col(SOURCE_FILE) if SOURCE_FILE in frame.columns else pl.lit(None, pl.String)).alias("source_file"),
+        (pl.col(SOURCE_ROW) if SOURCE_ROW in frame.columns else pl.lit(None, pl.Int64)).alias("source_row"),
+        column_expr.cast(pl.String).alias("column"),
+        value.cast(pl.String).alias("value"),
+        reason_expr.cast(pl.String).alias("reason"),
+        pl.struct(pl.col(data_columns).cast(pl.String)).struct.json_encode().alias("raw_record"),
+    )
