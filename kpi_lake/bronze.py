@@ -10,7 +10,7 @@ keys, so bronze mirrors the source. Either way a rerun with nothing new writes n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from kpi_lake.raw_files import (
     EXTRA_FIELDS,
     LOADED_AT,
     PARSE_ISSUE,
+    PREAMBLE,
     RUN_ID,
     SOURCE_FILE,
     SOURCE_HASH,
@@ -33,7 +34,7 @@ from kpi_lake.tables import TableRef
 
 if TYPE_CHECKING:
     from resources.lake import DeltaLake, TableState
-    from resources.landing import LandedFile, LandingZone
+    from resources.landing import LandingZone
 
 SOURCE_TABLE = "_source_table"
 DELETED_IN_SOURCE = "_deleted_in_source"
@@ -66,6 +67,7 @@ class LandingReport:
     """What one bronze materialisation did, for the run log and the asset's metadata."""
 
     ref: TableRef
+    from_files: bool = True
     loaded: list[str] = field(default_factory=list)
     skipped_unchanged: list[str] = field(default_factory=list)
     skipped_other_layout: list[str] = field(default_factory=list)
@@ -76,14 +78,15 @@ class LandingReport:
 
     def to_metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = dict(self.state.to_metadata()) if self.state else {}
-        metadata.update(
-            {
-                "files_loaded": len(self.loaded),
-                "files_unchanged": len(self.skipped_unchanged),
-                "rows_written": self.rows_written,
-                "rows_with_parse_issues": self.rows_with_parse_issues,
-            }
-        )
+        metadata["rows_written"] = self.rows_written
+        if self.from_files:
+            metadata.update(
+                {
+                    "files_loaded": len(self.loaded),
+                    "files_unchanged": len(self.skipped_unchanged),
+                    "rows_with_parse_issues": self.rows_with_parse_issues,
+                }
+            )
         if self.loaded:
             metadata["loaded_files"] = ", ".join(self.loaded)
         if self.rows_deleted:
@@ -112,7 +115,9 @@ def land_files(
             if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
                 report.skipped_unchanged.append(landed.name)
                 continue
-            raw = read_raw_file(path, source_file=landed.name, header_row=spec.header_row, content_hash=digest)
+            raw = read_raw_file(
+                path, source_file=landed.name, header_row=spec.header_row, content_hash=digest
+            )
         if spec.required_columns and not set(spec.required_columns) <= set(raw.columns):
             report.skipped_other_layout.append(landed.name)
             continue
@@ -148,7 +153,7 @@ def _known_files(lake: DeltaLake, ref: TableRef) -> dict[str, str]:
 
 
 def _order_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    lineage = [SOURCE_FILE, SOURCE_HASH, SOURCE_ROW, PARSE_ISSUE, EXTRA_FIELDS, LOADED_AT, RUN_ID]
+    lineage = [SOURCE_FILE, SOURCE_HASH, SOURCE_ROW, PREAMBLE, PARSE_ISSUE, EXTRA_FIELDS, LOADED_AT, RUN_ID]
     data = [c for c in frame.columns if not c.startswith("_")]
     rest = [c for c in frame.columns if c.startswith("_") and c not in lineage]
     return frame.select(data + [c for c in lineage if c in frame.columns] + rest)
@@ -187,7 +192,7 @@ def land_database_table(
     """Merge rows changed since the watermark into bronze, and mark rows deleted from the source."""
     import sqlalchemy as sa  # imported here: keeps the code location light to load
 
-    report = LandingReport(spec.ref)
+    report = LandingReport(spec.ref, from_files=False)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
     table = sa.Table(spec.table, sa.MetaData(), autoload_with=engine)
     if spec.primary_key not in table.c or spec.watermark not in table.c:
@@ -198,9 +203,7 @@ def land_database_table(
     exists = lake.exists(spec.ref)
     watermark = None
     if exists:
-        watermark = (
-            lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
-        )
+        watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
     query = sa.select(table)
     if watermark is not None:
         # >= rather than >: rows written in the same instant as the last load are not missed; the merge below
@@ -219,8 +222,10 @@ def land_database_table(
                 infer_schema_length=None,
             )
         )
-        changed = pl.concat(batches, how="vertical_relaxed") if batches else pl.DataFrame(
-            schema=_polars_types(table)
+        changed = (
+            pl.concat(batches, how="vertical_relaxed")
+            if batches
+            else pl.DataFrame(schema=_polars_types(table))
         )
         source_keys = (
             pl.read_database(sa.select(table.c[spec.primary_key]), connection)[spec.primary_key]
@@ -260,8 +265,10 @@ def land_database_table(
         state.metrics.get("num_target_rows_updated", 0)
     )
     report.state = state
-    log(f"{spec.table}: {changed.height} rows since {watermark}, {report.rows_written} changed, "
-        f"{report.rows_deleted} deleted in source")
+    log(
+        f"{spec.table}: {changed.height} rows since {watermark}, {report.rows_written} changed, "
+        f"{report.rows_deleted} deleted in source"
+    )
     return report
 
 
@@ -293,5 +300,3 @@ def _polars_types(table: Any) -> dict[str, pl.DataType]:
         else:
             types[column.name] = pl.String()
     return types
-
-

@@ -21,13 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     generate = commands.add_parser("generate", help="write the sample landing zone (a fictional council)")
     generate.add_argument("--scale", type=float, default=1.0, help="size of the business systems (1 = small)")
     generate.add_argument("--seed", type=int, default=None, help="random seed (same seed, same bytes)")
-    generate.add_argument("--landing", default=None, help="where to write (default: KPI_LAKE_LANDING or landing/)")
+    generate.add_argument(
+        "--landing", default=None, help="where to write (default: KPI_LAKE_LANDING or landing/)"
+    )
     generate.add_argument(
         "--if-empty", action="store_true", help="do nothing when the landing zone already holds files"
     )
 
     sync = commands.add_parser("sync", help="run the nightly sync in-process and print a summary")
-    sync.add_argument("--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'")
+    sync.add_argument(
+        "--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -43,8 +47,8 @@ def _generate(args: argparse.Namespace) -> int:
     target = args.landing or landing_root()
     kwargs = {"scale": args.scale} | ({"seed": args.seed} if args.seed is not None else {})
     if is_remote(target):
-        from resources.azure import AzureStorage
         from kpi_lake.storage import parse_azure_uri
+        from resources.azure import AzureStorage
 
         azure = AzureStorage.from_env()
         fs = azure.filesystem(target)
@@ -86,26 +90,37 @@ def _sync(args: argparse.Namespace) -> int:
         initialised.lake.ensure_root()
     job = defs.resolve_job_def("nightly_sync")
     if args.select:
-        job = job.get_subset(asset_selection=set(dg.AssetSelection.from_string(args.select).resolve(job.asset_layer.asset_graph)))
+        job = job.get_subset(
+            asset_selection=set(
+                dg.AssetSelection.from_string(args.select).resolve(job.asset_layer.asset_graph)
+            )
+        )
     result = job.execute_in_process(instance=instance, raise_on_error=False)
     elapsed = time.perf_counter() - started
 
     rows: list[tuple[str, int | None, str]] = []
     for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
+        materialization = event.materialization
         metadata = materialization.metadata
         count = metadata.get("dagster/row_count")
         files = metadata.get("files_loaded")
-        note = f"{files.value} new files" if files is not None else ""
         written = metadata.get("rows_written")
-        if written is not None and files is None:
-            note = f"{written.value} rows changed"
+        quarantined = metadata.get("quarantined_rows")
+        note = ""
+        if files is not None:
+            note = f"{files.value} new files"
+        elif written is not None:
+            note = f"{written.value:,} rows changed"
+        elif quarantined is not None and quarantined.value:
+            note = f"{quarantined.value:,} rows quarantined"
         rows.append(
             ("/".join(materialization.asset_key.path), None if count is None else int(count.value), note)
         )
     rows.sort()
     width = max((len(name) for name, _, _ in rows), default=10)
-    print(f"\nkpi-lake sync {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — lake: {redact(lake_uri)}")
+    print(
+        f"\nkpi-lake sync {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — lake: {redact(lake_uri)}"
+    )
     print(f"{'table'.ljust(width)}  {'rows':>10}  this run")
     for name, count, note in rows:
         shown = "-" if count is None else f"{count:,}"
@@ -116,11 +131,14 @@ def _sync(args: argparse.Namespace) -> int:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                print(f"FAILED {event.step_key}: {error.message.strip() if error else 'see the run log'}", file=sys.stderr)
+                while error is not None and error.cause is not None:  # the user's error, not Dagster's wrapper
+                    error = error.cause
+                reason = error.message.strip() if error else "see the run log"
+                print(f"FAILED {event.step_key}: {reason}", file=sys.stderr)
         return 1
     print(
         "Next: `make dev` opens the Dagster UI (asset graph, run history); read a table with "
-        "polars.scan_delta('<lake>/<layer>/<source>/<table>') or DuckDB's delta_scan."
+        "polars.scan_delta('<lake>/<layer>/<source>/<table>') or DuckDB (see README)."
     )
     return 0
 

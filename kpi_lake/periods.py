@@ -45,6 +45,12 @@ def parse_period(label: str | pl.Expr, time_identifier: str | pl.Expr | None = N
         .str.to_lowercase()
     )
     text = text.str.replace_all(r"\s+", " ")
+    # "2024/25 academic year", "financial year 2024/25": the words say the type, the digits the year.
+    says_academic = text.str.contains(r"\bacademic\b|^ay\b")
+    says_financial = text.str.contains(r"\bfinancial\b|\bfiscal\b|^fy\b")
+    text = text.str.replace_all(
+        r"\b(academic|financial|fiscal|calendar) year\b|^(fy|ay)\b", ""
+    ).str.strip_chars()
     ident = (
         pl.lit("")
         if time_identifier is None
@@ -82,15 +88,15 @@ def parse_period(label: str | pl.Expr, time_identifier: str | pl.Expr | None = N
     q_no = pl.when(quarter_fy.is_not_null()).then(quarter_no).when(is_quarter_range).then(range_q)
 
     # Whole years: "2024/25", "2024-25", "fy 2024/25", "202425" (+ identifier), "2024", "cy2024"
-    split = text.str.extract_groups(r"^(?:fy |ay )?(\d{4})[/-](\d{2}|\d{4})$")
+    split = text.str.extract_groups(r"^(\d{4})[/-](\d{2}|\d{4})$")
     split_first = split.struct.field("1").cast(pl.Int32, strict=False)
     split_second = split.struct.field("2").cast(pl.Int32, strict=False)
     # "2024-25" is a year; "2024-07" is a month: the second part must be the next year.
     split_year = pl.when((split_second % 100) == ((split_first + 1) % 100)).then(split_first)
     six_digit = text.str.extract(r"^(\d{4})\d{2}$", 1).cast(pl.Int32, strict=False)
     four_digit = text.str.extract(r"^(?:cy ?)?(\d{4})$", 1).cast(pl.Int32, strict=False)
-    is_academic = ident.str.contains("academic") | text.str.starts_with("ay ")
-    is_financial = ident.str.contains("financial") | ident.str.contains("fiscal")
+    is_academic = ident.str.contains("academic") | says_academic
+    is_financial = ident.str.contains("financial") | ident.str.contains("fiscal") | says_financial
     year_start = pl.coalesce(split_year, six_digit)
 
     # Months: "jul 2024", "july 2024", "2024-07"
@@ -183,3 +189,11 @@ def period_label_from_dates(start: str | pl.Expr, end: str | pl.Expr) -> pl.Expr
         .when(days.is_between(28, 31) & (first.dt.day() == 1))
         .then(first.dt.strftime("%Y-%m"))
     )
+
+
+def financial_quarter_key(day: str | pl.Expr) -> pl.Expr:
+    """The financial quarter key (``FY2024-25-Q2``) of a date or timestamp column."""
+    value = (pl.col(day) if isinstance(day, str) else day).cast(pl.Date)
+    fy = pl.when(value.dt.month() >= 4).then(value.dt.year()).otherwise(value.dt.year() - 1)
+    quarter = ((value.dt.month().cast(pl.Int32) - 4) % 12) // 3 + 1
+    return pl.format("FY{}-Q{}", _fy(fy), quarter)

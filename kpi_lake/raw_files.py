@@ -28,6 +28,7 @@ SOURCE_ROW = "_source_row"
 SOURCE_SHEET = "_source_sheet"
 PARSE_ISSUE = "_parse_issue"
 EXTRA_FIELDS = "_extra_fields"
+PREAMBLE = "_preamble"  # the rows above the header (titles, dates, notes), kept: they can name the data
 LOADED_AT = "_loaded_at"
 RUN_ID = "_run_id"
 
@@ -180,6 +181,7 @@ def _read_delimited(path: Path, source_file: str, header_row: int | None) -> Raw
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.NoDataError):
         # Ragged or otherwise awkward rows: read record by record so nothing is lost.
         frame = _read_with_csv_module(path, encoding, delimiter, header_index, names)
+    frame = frame.with_columns(pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE))
     return RawFile(
         frame=frame,
         source_file=source_file,
@@ -254,7 +256,9 @@ def _read_with_csv_module(
                 columns[position].append(cell if cell != "" else None)
             issues.append(issue)
             extras.append(extra)
-    data = {name: pl.Series(name, values, dtype=pl.String) for name, values in zip(names, columns, strict=True)}
+    data = {
+        name: pl.Series(name, values, dtype=pl.String) for name, values in zip(names, columns, strict=True)
+    }
     frame = pl.DataFrame(data) if data else pl.DataFrame()
     return frame.with_columns(
         pl.Series(SOURCE_ROW, row_numbers, dtype=pl.Int64),
@@ -282,6 +286,7 @@ def _read_spreadsheet(path: Path, source_file: str, header_row: int | None) -> R
         body = sheet.slice(header_index + 1)
         body.columns = names
         body = body.with_columns(
+            pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE),
             pl.int_range(header_index + 2, header_index + 2 + body.height, dtype=pl.Int64).alias(SOURCE_ROW),
             pl.lit(sheet_name).alias(SOURCE_SHEET),
             pl.lit(None, dtype=pl.String).alias(PARSE_ISSUE),
@@ -305,11 +310,31 @@ def _read_spreadsheet(path: Path, source_file: str, header_row: int | None) -> R
     )
 
 
+def _preamble(rows: list[list]) -> str | None:
+    """Rows above the header as text, one line per row, empty cells left out ("Indicator: Life satisfaction")."""
+    lines = [" ".join(str(c).strip() for c in row if c not in (None, "") and str(c).strip()) for row in rows]
+    text = "\n".join(line for line in lines if line)
+    return text or None
+
+
 def _sniff_delimiter(sample: str) -> str:
-    first_lines = sample.splitlines()[:20]
-    counts = {d: sum(line.count(d) for line in first_lines) for d in (",", "\t", ";", "|")}
-    best = max(counts, key=counts.__getitem__)
-    return best if counts[best] else ","
+    """The delimiter that splits the first rows into the most columns most consistently.
+
+    Counting characters is not enough: a quoted field full of semicolons ("1 = Yes; 2 = No") would win.
+    """
+    lines = sample.splitlines(keepends=True)[:30]
+    best, best_score = ",", (0, 0)
+    for delimiter in (",", "\t", ";", "|"):
+        widths = [
+            len(r) for r in _csv_records("".join(lines), delimiter, limit=30) if any(c.strip() for c in r)
+        ]
+        if not widths:
+            continue
+        usual = Counter(widths).most_common(1)[0]
+        score = (usual[1] if usual[0] > 1 else 0, usual[0])  # rows agreeing on a width, then the width
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
 
 
 def _csv_records(text: str, delimiter: str, limit: int) -> Iterable[list[str]]:

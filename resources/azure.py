@@ -40,9 +40,15 @@ class AzureStorage(dg.ConfigurableResource):
     def from_env(cls) -> AzureStorage:
         """Bind every field that has a variable set to that variable through ``EnvVar``."""
         bound: dict[str, Any] = {
-            field: dg.EnvVar(variable) for field, variable in AZURE_ENV_VARS.items() if os.environ.get(variable)
+            field: dg.EnvVar(variable)
+            for field, variable in AZURE_ENV_VARS.items()
+            if os.environ.get(variable)
         }
-        use_emulator = os.environ.get("AZURE_STORAGE_USE_EMULATOR", "").strip().lower() in ("1", "true", "yes")
+        use_emulator = os.environ.get("AZURE_STORAGE_USE_EMULATOR", "").strip().lower() in (
+            "1",
+            "true",
+            "yes",
+        )
         if use_emulator and os.environ.get("AZURITE_BLOB_STORAGE_URL"):
             bound["emulator_url"] = dg.EnvVar("AZURITE_BLOB_STORAGE_URL")
         return cls(use_emulator=use_emulator, **bound)
@@ -56,8 +62,9 @@ class AzureStorage(dg.ConfigurableResource):
         """Storage options for delta-rs and polars (object_store keys)."""
         if self.use_emulator:
             endpoint = (self.emulator_url or EMULATOR_URL).rstrip("/")
+            # An explicit endpoint rather than object_store's use_emulator flag, which ignores the endpoint
+            # option and only honours AZURITE_BLOB_STORAGE_URL from the process environment.
             return {
-                "use_emulator": "true",
                 "account_name": EMULATOR_ACCOUNT,
                 "account_key": EMULATOR_KEY,
                 "endpoint": f"{endpoint}/{EMULATOR_ACCOUNT}",
@@ -72,7 +79,9 @@ class AzureStorage(dg.ConfigurableResource):
         elif self.sas_token:
             options["sas_token"] = self.sas_token.lstrip("?")
         elif self.client_id and self.client_secret and self.tenant_id:
-            options.update(client_id=self.client_id, client_secret=self.client_secret, tenant_id=self.tenant_id)
+            options.update(
+                client_id=self.client_id, client_secret=self.client_secret, tenant_id=self.tenant_id
+            )
         return options
 
     def filesystem(self, uri: str):
@@ -92,7 +101,9 @@ class AzureStorage(dg.ConfigurableResource):
         elif self.sas_token:
             kwargs["sas_token"] = self.sas_token
         elif self.client_id and self.client_secret and self.tenant_id:
-            kwargs.update(client_id=self.client_id, client_secret=self.client_secret, tenant_id=self.tenant_id)
+            kwargs.update(
+                client_id=self.client_id, client_secret=self.client_secret, tenant_id=self.tenant_id
+            )
         else:
             kwargs["anon"] = False  # adlfs then uses DefaultAzureCredential (managed identity, az login, …)
         return adlfs.AzureBlobFileSystem(**kwargs)

@@ -90,10 +90,14 @@ class DeltaLake(dg.ConfigurableResource):
     def scan(self, ref: TableRef, *, version: int | None = None) -> pl.LazyFrame:
         """A lazy scan of the table (nothing is read until it is collected)."""
         if not self.exists(ref):
-            raise LakeWriteError(f"table {ref} does not exist yet at {redact(self.uri(ref))}: materialise it first")
+            raise LakeWriteError(
+                f"table {ref} does not exist yet at {redact(self.uri(ref))}: materialise it first"
+            )
         return pl.scan_delta(self.uri(ref), version=version, storage_options=self.storage_options())
 
-    def state(self, ref: TableRef, operation: str = "read", metrics: dict[str, Any] | None = None) -> TableState:
+    def state(
+        self, ref: TableRef, operation: str = "read", metrics: dict[str, Any] | None = None
+    ) -> TableState:
         """Version, row count (from the Delta log, no data read) and schema of a table."""
         table = self.delta_table(ref)
         actions = pl.DataFrame(table.get_add_actions(flatten=True))
@@ -150,7 +154,9 @@ class DeltaLake(dg.ConfigurableResource):
         duplicates = frame.group_by(keys).len().filter(pl.col("len") > 1)
         if duplicates.height:
             sample = duplicates.head(3).drop("len").to_dicts()
-            raise LakeWriteError(f"merge into {ref}: {duplicates.height} keys appear more than once, e.g. {sample}")
+            raise LakeWriteError(
+                f"merge into {ref}: {duplicates.height} keys appear more than once, e.g. {sample}"
+            )
         if not self.exists(ref):
             return self._write(ref, frame, mode="append", schema_mode="merge")
         predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in keys)

@@ -43,7 +43,9 @@ class LandingZone(dg.ConfigurableResource):
             prefix = f"{location.container}/{location.path}".rstrip("/")
             if not fs.exists(prefix):
                 return []
-            entries = [(e["name"].rsplit("/", 1)[-1], e) for e in fs.ls(prefix, detail=True) if e["type"] == "file"]
+            entries = [
+                (e["name"].rsplit("/", 1)[-1], e) for e in fs.ls(prefix, detail=True) if e["type"] == "file"
+            ]
             for base, entry in entries:
                 if _matches(base, patterns, exclude):
                     files.append(LandedFile(f"{source}/{base}", join_uri(folder, base), int(entry["size"])))

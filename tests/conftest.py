@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,7 +28,12 @@ def real_samples() -> Path:
 @pytest.fixture(autouse=True)
 def _no_ambient_lake_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their own lake, landing and database; a developer's shell settings must not leak in."""
-    for variable in ("KPI_LAKE_ROOT", "KPI_LAKE_LANDING", "KPI_LAKE_BUSINESS_DB", "AZURE_STORAGE_USE_EMULATOR"):
+    for variable in (
+        "KPI_LAKE_ROOT",
+        "KPI_LAKE_LANDING",
+        "KPI_LAKE_BUSINESS_DB",
+        "AZURE_STORAGE_USE_EMULATOR",
+    ):
         monkeypatch.delenv(variable, raising=False)
 
 
@@ -75,10 +81,8 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=timeout)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=timeout)
 
 
@@ -92,9 +96,16 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen(
         [
             str(binary),
-            "--blobHost", "127.0.0.1", "--blobPort", str(port),
-            "--location", str(workspace), "--silent", "--disableTelemetry",
-            "--skipApiVersionCheck", "--loose",
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(workspace),
+            "--silent",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

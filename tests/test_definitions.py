@@ -60,7 +60,9 @@ def test_azure_settings_come_from_the_environment_not_from_config(monkeypatch: p
 
 def test_local_defaults_need_no_environment():
     defs = _load_defs()
-    with dg.build_resources({"lake": defs.resources["lake"], "landing": defs.resources["landing"]}) as resources:
+    with dg.build_resources(
+        {"lake": defs.resources["lake"], "landing": defs.resources["landing"]}
+    ) as resources:
         assert resources.lake.root == str(PROJECT_ROOT / "lake")
         assert resources.landing.root == str(PROJECT_ROOT / "landing")
         assert resources.lake.storage_options() is None
@@ -76,7 +78,11 @@ def test_code_location_loads_quickly():
     )
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("KPI_LAKE_")},
     )
     load_seconds, heavy = result.stdout.strip().splitlines()[-2:]

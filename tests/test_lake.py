@@ -100,4 +100,8 @@ def test_metadata_for_dagster(lake: DeltaLake):
     metadata = state.to_metadata()
     assert metadata["dagster/row_count"] == 2
     assert metadata["delta_version"] == 0
-    assert [c.name for c in metadata["dagster/column_schema"].columns] == ["request_id", "status", "updated_at"]
+    assert [c.name for c in metadata["dagster/column_schema"].columns] == [
+        "request_id",
+        "status",
+        "updated_at",
+    ]

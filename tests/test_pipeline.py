@@ -92,11 +92,14 @@ def test_only_new_or_changed_files_are_loaded(synced, landing_copy: Path):
     last_line = original.rstrip(newline).split(newline)[-1]
     path.write_bytes(original.rstrip(newline) + newline + last_line + newline)
     # A copy under another name with the same bytes as before: already loaded, so not loaded again.
-    shutil.copyfile(landing_copy / sorted(n for n in table[SOURCE_FILE].unique())[-1], path.with_name("spar_export_copy.csv"))
+    shutil.copyfile(
+        landing_copy / sorted(n for n in table[SOURCE_FILE].unique())[-1],
+        path.with_name("spar_export_copy.csv"),
+    )
 
     result = run_nightly(resources)
     event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ref.key_path)
-    metadata = event.asset_materialization.metadata
+    metadata = event.materialization.metadata
     assert metadata["files_loaded"].value == 1
     assert metadata["files_unchanged"].value >= 2
     after = lake.scan(ref).collect()
@@ -116,13 +119,16 @@ def test_database_changes_arrive_incrementally(synced, landing_copy: Path):
         changed_at = "2026-11-01 09:00:00.000000"
         assert changed_at > latest
         connection.execute(
-            f"update foi_requests set deleted_at = ?, updated_at = ? where {key} = ?", (changed_at, changed_at, ids[0])
+            f"update foi_requests set deleted_at = ?, updated_at = ? where {key} = ?",
+            (changed_at, changed_at, ids[0]),
         )
         connection.execute(f"delete from foi_requests where {key} = ?", (ids[1],))
     before = lake.state(spec.ref)
     result = run_nightly(resources)
-    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == spec.ref.key_path)
-    assert event.asset_materialization.metadata["rows_written"].value == 2  # one update, one delete flag
+    event = next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path == spec.ref.key_path
+    )
+    assert event.materialization.metadata["rows_written"].value == 2  # one update, one delete flag
     table = lake.scan(spec.ref).collect()
     assert table.height == before.row_count  # nothing removed from bronze: deletes are carried as flags
     soft = table.filter(pl.col(key) == ids[0])
@@ -144,7 +150,7 @@ def test_unreadable_file_fails_its_asset_naming_the_file_and_keeps_the_table(syn
     result = run_nightly(resources, raise_on_error=False)
     assert not result.success
     failures = [e for e in result.all_events if e.is_step_failure]
-    messages = " ".join(e.step_failure_data.error.message for e in failures)
+    messages = " ".join(e.step_failure_data.error.to_string() for e in failures)
     assert "spar_net/spar_export_2026-27_Q3.csv" in messages and "empty" in messages
     after = snapshot(lake, [ref])
     assert after[ref][0] == before[ref][0] and after[ref][1].equals(before[ref][1])
@@ -156,7 +162,7 @@ def test_unreadable_file_fails_its_asset_naming_the_file_and_keeps_the_table(syn
 def test_job_metadata_reports_rows_version_and_schema(synced):
     _, result = synced
     for event in result.get_asset_materialization_events():
-        metadata = event.asset_materialization.metadata
+        metadata = event.materialization.metadata
         assert isinstance(metadata["dagster/row_count"].value, int)
         assert metadata["delta_version"].value >= 0
         assert isinstance(metadata["dagster/column_schema"].value, dg.TableSchema)

@@ -136,5 +136,10 @@ def test_column_names_are_delta_safe_and_unique():
 
 
 def test_header_detection_skips_title_rows():
-    rows = [["Indicator:", "Life satisfaction", ""], ["", "", ""], ["Area Code", "Area", "Mean"], ["E1", "X", "7"]]
+    rows = [
+        ["Indicator:", "Life satisfaction", ""],
+        ["", "", ""],
+        ["Area Code", "Area", "Mean"],
+        ["E1", "X", "7"],
+    ]
     assert find_header_row(rows) == 2

@@ -69,7 +69,7 @@ def test_webserver_lists_every_asset_grouped_by_layer_and_source(webserver: str)
     while True:  # the code location loads in the background after the server starts listening
         data = _graphql(webserver, ASSETS_QUERY)
         entries = data["workspaceOrError"]["locationEntries"]
-        if entries and entries[0]["loadStatus"] == "LOADED" or time.monotonic() > deadline:
+        if (entries and entries[0]["loadStatus"] == "LOADED") or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert entries[0]["name"] == "kpi_lake"

@@ -1,6 +1,5 @@
 """Build a bronze asset from a table spec: the Dagster side stays this thin."""
 
-
 import dagster as dg
 
 from kpi_lake.bronze import DatabaseTable, FileTable, land_database_table, land_files
@@ -26,7 +25,9 @@ def file_bronze_asset(spec: FileTable) -> dg.AssetsDefinition:
                 "the table is not created until one arrives"
             )
         if report.skipped_other_layout:
-            context.log.info(f"left for other tables (different layout): {', '.join(report.skipped_other_layout)}")
+            context.log.info(
+                f"left for other tables (different layout): {', '.join(report.skipped_other_layout)}"
+            )
         return dg.MaterializeResult(metadata=report.to_metadata())
 
     return _bronze_files

@@ -47,7 +47,9 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
                 tags=tags,
                 metadata={
                     "dagster/column_schema": dg.TableSchema(
-                        columns=[dg.TableColumn(name, "", description=doc) for name, doc in spec.columns.items()]
+                        columns=[
+                            dg.TableColumn(name, "", description=doc) for name, doc in spec.columns.items()
+                        ]
                     ),
                     "primary_key": ", ".join(spec.primary_key),
                     "lake_path": spec.ref.path,
@@ -92,6 +94,8 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
             asset_key=spec.ref.key_path,
             metadata={**state.to_metadata(), "quarantined_rows": conformed.quarantine.height},
         )
-        yield dg.MaterializeResult(asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata())
+        yield dg.MaterializeResult(
+            asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata()
+        )
 
     return _silver

@@ -74,10 +74,16 @@ def quarantine(
     column_expr = pl.lit(column) if isinstance(column, str) else column
     reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
     if value is None:
-        value = pl.col(column).cast(pl.String) if isinstance(column, str) and column in frame.columns else pl.lit(None)
+        value = (
+            pl.col(column).cast(pl.String)
+            if isinstance(column, str) and column in frame.columns
+            else pl.lit(None)
+        )
     return frame.select(
         pl.lit(source_table).alias("source_table"),
-        (pl.col(SOURCE_FILE) if SOURCE_FILE in frame.columns else pl.lit(None, pl.String)).alias("source_file"),
+        (pl.col(SOURCE_FILE) if SOURCE_FILE in frame.columns else pl.lit(None, pl.String)).alias(
+            "source_file"
+        ),
         (pl.col(SOURCE_ROW) if SOURCE_ROW in frame.columns else pl.lit(None, pl.Int64)).alias("source_row"),
         column_expr.cast(pl.String).alias("column"),
         value.cast(pl.String).alias("value"),

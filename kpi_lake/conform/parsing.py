@@ -18,11 +18,11 @@ def clean_text(column: str | pl.Expr) -> pl.Expr:
     """Trimmed text, with empty strings as null."""
     expr = pl.col(column) if isinstance(column, str) else column
     expr = expr.cast(pl.String).str.strip_chars()
-    return pl.when(expr == "").then(None).otherwise(expr)
+    return pl.when(expr != "").then(expr)  # keeps the column's name
 
 
 def parse_number(column: str | pl.Expr) -> pl.Expr:
-    """"85.2%" → 85.2, "1,234" → 1234.0, "£1,200" → 1200.0, "(12)" → -12.0; symbols and "n/a" → null.
+    """ "85.2%" → 85.2, "1,234" → 1234.0, "£1,200" → 1200.0, "(12)" → -12.0; symbols and "n/a" → null.
 
     A cell that is neither a number nor a known symbol also gives null: use :func:`unparseable_number`
     to find those and quarantine them.
