@@ -181,6 +181,7 @@ def _read_delimited(path: Path, source_file: str, header_row: int | None) -> Raw
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.NoDataError):
         # Ragged or otherwise awkward rows: read record by record so nothing is lost.
         frame = _read_with_csv_module(path, encoding, delimiter, header_index, names)
+    frame = _flag_truncated_last_row(frame, path, encoding, delimiter, len(names))
     frame = frame.with_columns(pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE))
     return RawFile(
         frame=frame,
@@ -225,6 +226,38 @@ def _read_with_polars(
         pl.int_range(header_index + 2, header_index + 2 + frame.height, dtype=pl.Int64).alias(SOURCE_ROW),
         pl.lit(None, dtype=pl.String).alias(PARSE_ISSUE),
         pl.lit(None, dtype=pl.String).alias(EXTRA_FIELDS),
+    )
+
+
+def _flag_truncated_last_row(
+    frame: pl.DataFrame, path: Path, encoding: str, delimiter: str, width: int
+) -> pl.DataFrame:
+    """Flag a last row cut short (a file truncated in transfer): polars pads it with nulls silently.
+
+    Only a file that does not end with a line break can have been cut mid-row; its last record is
+    re-read with the csv module and its field count compared with the header's.
+    """
+    if frame.height == 0 or frame[PARSE_ISSUE][-1] is not None:
+        return frame
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        tail = handle.read()
+    if tail.endswith((b"\n", b"\r")):
+        return frame
+    text = tail.decode("utf-8-sig" if encoding == "utf-8-sig" else encoding, errors="replace")
+    if size > len(tail):  # start at a line boundary; the first partial line is not ours to judge
+        text = text.split("\n", 1)[-1]
+    records = [r for r in _csv_records(text, delimiter, limit=1_000_000) if r]
+    if not records or len(records[-1]) >= width:
+        return frame
+    issue = f"last row has {len(records[-1])} fields, the header has {width}: the file looks truncated"
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == frame.height - 1)
+        .then(pl.lit(issue))
+        .otherwise(pl.col(PARSE_ISSUE))
+        .alias(PARSE_ISSUE)
     )
 
 

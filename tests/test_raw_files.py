@@ -143,3 +143,15 @@ def test_header_detection_skips_title_rows():
         ["E1", "X", "7"],
     ]
     assert find_header_row(rows) == 2
+
+
+def test_truncated_last_row_is_flagged_not_padded_silently(tmp_path: Path):
+    path = tmp_path / "cut.csv"
+    path.write_text("kpi,actual,target\nA1,85.2,90\nA2,7")  # the transfer stopped mid-row
+    raw = read_raw_file(path, source_file="cut.csv")
+    assert raw.frame["kpi"].to_list() == ["A1", "A2"]
+    assert raw.frame[PARSE_ISSUE][0] is None
+    assert "truncated" in raw.frame[PARSE_ISSUE][1]
+    complete = tmp_path / "no_final_newline.csv"
+    complete.write_text("kpi,actual,target\nA1,85.2,90\nA2,7,")  # complete, just no line break at the end
+    assert read_raw_file(complete, source_file="x.csv").frame[PARSE_ISSUE].null_count() == 2

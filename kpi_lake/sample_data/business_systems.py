@@ -114,7 +114,7 @@ TABLES: dict[str, sa.Table] = {
             sa.Column("financial_year", sa.String(7), nullable=False),
             sa.Column("paid_on", sa.Date, nullable=False),
             sa.Column("amount", sa.Numeric(12, 2), nullable=False),
-            sa.Column("method", sa.String(20), nullable=False),
+            sa.Column("method", sa.String(30), nullable=False),
             *_audit(),
         ),
         sa.Table(
