@@ -85,7 +85,7 @@ def test_postgres_extract_is_incremental_and_carries_deletes(business_db: str, t
         connection.execute(sa.text("delete from service_requests where request_id = :i"), {"i": ids[2]})
     engine.dispose()
 
-    _, result = _materialise(business_db, tmp_path / "lake", tmp_path / "landing")
+    _materialise(business_db, tmp_path / "lake", tmp_path / "landing")
     table = lake.scan(bronze).collect()
     updated = table.filter(pl.col("request_id") == ids[0])
     assert updated["status"].item() == "Closed"
