@@ -73,6 +73,7 @@ class LandingReport:
     skipped_other_layout: list[str] = field(default_factory=list)
     rows_written: int = 0
     rows_deleted: int = 0
+    rows_rejected: int = 0
     rows_with_parse_issues: int = 0
     state: TableState | None = None
 
@@ -91,6 +92,8 @@ class LandingReport:
             metadata["loaded_files"] = ", ".join(self.loaded)
         if self.rows_deleted:
             metadata["rows_deleted_in_source"] = self.rows_deleted
+        if self.rows_rejected:
+            metadata["rows_rejected"] = self.rows_rejected
         return metadata
 
 
@@ -211,27 +214,36 @@ def land_database_table(
         query = query.where(table.c[spec.watermark] >= _as_source_timestamp(watermark))
     query = query.order_by(table.c[spec.watermark], table.c[spec.primary_key])
 
+    types = _polars_types(table)
+    rejected = pl.DataFrame()
     with engine.connect() as connection:
-        batches = list(
-            pl.read_database(
-                query,
-                connection,
-                iter_batches=True,
-                batch_size=batch_size,
-                schema_overrides=_polars_types(table),
-                infer_schema_length=None,
+        try:
+            changed = _read_typed(connection, query, types, batch_size)
+        except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+            # A value that does not fit its column's declared type (SQLite and extracts allow it): read
+            # as text, keep what types cleanly, and set the rest aside with the column and the reason.
+            log(f"{spec.table}: a value does not fit its declared type ({exc}); reading as text to find it")
+            text_query = sa.select(*(sa.cast(c, sa.String).label(c.name) for c in table.columns)).where(
+                query.whereclause if query.whereclause is not None else sa.true()
             )
-        )
-        changed = (
-            pl.concat(batches, how="vertical_relaxed")
-            if batches
-            else pl.DataFrame(schema=_polars_types(table))
-        )
+            text = pl.read_database(
+                text_query, connection, schema_overrides=dict.fromkeys(types, pl.String())
+            )
+            changed, rejected = _type_text_rows(text, types)
         source_keys = (
             pl.read_database(sa.select(table.c[spec.primary_key]), connection)[spec.primary_key]
             if exists
             else None
         )
+    if rejected.height:
+        report.rows_rejected = rejected.height
+        reject_ref = TableRef("bronze", spec.source, f"{spec.table}_rejected")
+        lake.merge(
+            reject_ref,
+            rejected.with_columns(pl.lit(run_id).alias(RUN_ID)),
+            [spec.primary_key],
+        )
+        log(f"{spec.table}: {rejected.height} rows set aside in {reject_ref} (value does not fit its type)")
 
     data_columns = list(changed.columns)
     changed = delta_compatible(changed).with_columns(
@@ -270,6 +282,55 @@ def land_database_table(
         f"{report.rows_deleted} deleted in source"
     )
     return report
+
+
+def _read_typed(connection: Any, query: Any, types: dict[str, pl.DataType], batch_size: int) -> pl.DataFrame:
+    batches = list(
+        pl.read_database(
+            query,
+            connection,
+            iter_batches=True,
+            batch_size=batch_size,
+            schema_overrides=types,
+            infer_schema_length=None,
+        )
+    )
+    return pl.concat(batches, how="vertical_relaxed") if batches else pl.DataFrame(schema=types)
+
+
+_TRUE = ["1", "true", "t", "yes", "y"]
+_FALSE = ["0", "false", "f", "no", "n"]
+
+
+def _typed(column: str, dtype: pl.DataType) -> pl.Expr:
+    text = pl.col(column).str.strip_chars()
+    if dtype == pl.Boolean:
+        lowered = text.str.to_lowercase()
+        return pl.when(lowered.is_in(_TRUE)).then(True).when(lowered.is_in(_FALSE)).then(False)
+    if dtype == pl.Date:
+        return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    if isinstance(dtype, pl.Datetime):
+        return pl.coalesce(
+            text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
+            text.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
+        )
+    return text.cast(dtype, strict=False)
+
+
+def _type_text_rows(text: pl.DataFrame, types: dict[str, pl.DataType]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Type text rows column by column; rows with a value that does not type go aside, with the reason."""
+    typed = text.with_columns(_typed(c, t).alias(f"__typed_{c}") for c, t in types.items())
+    failures = [
+        pl.when(pl.col(c).is_not_null() & pl.col(f"__typed_{c}").is_null()).then(
+            pl.format("column {}: {} is not a valid {}", pl.lit(c), pl.col(c), pl.lit(str(t)))
+        )
+        for c, t in types.items()
+    ]
+    typed = typed.with_columns(pl.concat_str(failures, separator="; ", ignore_nulls=True).alias("_reason"))
+    bad = typed.filter(pl.col("_reason") != "").select(*types, "_reason")
+    good = typed.filter(pl.col("_reason") == "").select(pl.col(f"__typed_{c}").alias(c) for c in types)
+    return good, bad
 
 
 def _as_source_timestamp(value: dt.datetime) -> dt.datetime:

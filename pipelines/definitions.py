@@ -3,12 +3,17 @@
 import dagster as dg
 
 from assets.bronze import bronze_assets
+from assets.gold import sql_model_assets_from_tree
 from assets.silver import silver_assets
 from pipelines.environment import get_resources
 from pipelines.jobs import nightly_schedule, nightly_sync
 
 defs = dg.Definitions(
-    assets=[*bronze_assets, *silver_assets],
+    assets=[
+        *bronze_assets,
+        *silver_assets,
+        *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets]),
+    ],
     jobs=[nightly_sync],
     schedules=[nightly_schedule],
     resources=get_resources(),

@@ -52,8 +52,10 @@ def require_columns(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], *, w
     missing = [c for c in columns if c not in present]
     if missing:
         files = ""
-        if SOURCE_FILE in present and isinstance(frame, pl.DataFrame) and frame.height:
-            files = f" in {', '.join(sorted(set(frame[SOURCE_FILE].drop_nulls().to_list()))[:5])}"
+        if SOURCE_FILE in present:
+            names = frame.lazy().select(pl.col(SOURCE_FILE).drop_nulls().unique()).collect()[SOURCE_FILE]
+            if names.len():
+                files = f" in {', '.join(sorted(names.to_list())[:5])}"
         raise ConformError(
             f"{what}: expected column(s) {', '.join(missing)}{files}; found {', '.join(sorted(present))}"
         )

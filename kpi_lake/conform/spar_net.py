@@ -93,7 +93,7 @@ def conform_kpi_definitions(
         require_columns(frame, ["indicator_id"], what="SPAR.net export")
         frames.append(
             _latest_first(frame).select(
-                _first_present(frame, "indicator_id").str.to_uppercase().alias("kpi_code"),
+                _first_present(frame, "indicator_id").alias("kpi_code"),
                 _first_present(frame, "indicator_name", "kpi_name").alias("kpi_name"),
                 _first_present(frame, "definition", "description").alias("definition"),
                 _first_present(frame, "unit").alias("unit"),
@@ -197,7 +197,7 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
     frame = _latest_first(kpi_values).collect()
     raw_columns = [c for c in frame.columns]
     typed = frame.with_columns(
-        clean_text("indicator_id").str.to_uppercase().alias("_kpi_code"),
+        clean_text("indicator_id").alias("_kpi_code"),
         parse_period("period_label").alias("_period"),
         parse_uk_date("period_start").alias("_start")
         if "period_start" in raw_columns
