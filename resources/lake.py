@@ -120,9 +120,37 @@ class DeltaLake(dg.ConfigurableResource):
         )
 
     # ---- writing ------------------------------------------------------------------------------------------
-    def overwrite(self, ref: TableRef, data: Frame, *, partition_by: list[str] | None = None) -> TableState:
-        """Replace the whole table (schema included) in one commit."""
-        return self._write(ref, data, mode="overwrite", schema_mode="overwrite", partition_by=partition_by)
+    def overwrite(
+        self,
+        ref: TableRef,
+        data: Frame,
+        *,
+        partition_by: list[str] | None = None,
+        commit_metadata: dict[str, str] | None = None,
+    ) -> TableState:
+        """Replace the whole table (schema included) in one commit. ``commit_metadata`` is stored in the Delta
+        log with the commit (keys prefixed ``kpi_lake.``): what the table was built from."""
+        return self._write(
+            ref,
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=partition_by,
+            commit_metadata=commit_metadata,
+        )
+
+    def version(self, ref: TableRef) -> int | None:
+        """The table's current Delta version, or None when it does not exist (reads the log only)."""
+        if not self.exists(ref):
+            return None
+        return self.delta_table(ref).version()
+
+    def last_commit_metadata(self, ref: TableRef) -> dict[str, str]:
+        """The ``kpi_lake.*`` metadata stored with the table's latest commit (empty if none or no table)."""
+        if not self.exists(ref):
+            return {}
+        latest = self.delta_table(ref).history(1)
+        return {k: v for k, v in (latest[0] if latest else {}).items() if k.startswith("kpi_lake.")}
 
     def append(self, ref: TableRef, data: Frame, *, partition_by: list[str] | None = None) -> TableState:
         """Add rows; new columns are added to the schema."""
@@ -189,8 +217,13 @@ class DeltaLake(dg.ConfigurableResource):
         schema_mode: Literal["merge", "overwrite"],
         predicate: str | None = None,
         partition_by: list[str] | None = None,
+        commit_metadata: dict[str, str] | None = None,
     ) -> TableState:
         options: dict[str, Any] = {"schema_mode": schema_mode}
+        if commit_metadata:
+            options["commit_properties"] = CommitProperties(
+                custom_metadata={f"kpi_lake.{k}": str(v) for k, v in commit_metadata.items()}
+            )
         if predicate:
             options["predicate"] = predicate
         if partition_by:

@@ -42,6 +42,12 @@ def bronze_refs() -> list[TableRef]:
     return [spec.ref for spec in FILE_TABLES] + [spec.ref for spec in DATABASE_TABLES]
 
 
+def silver_refs() -> list[TableRef]:
+    from assets.silver import SILVER_TABLES
+
+    return [spec.ref for spec in SILVER_TABLES] + [spec.quarantine_ref for spec in SILVER_TABLES]
+
+
 def snapshot(lake: DeltaLake, refs: list[TableRef]) -> dict[TableRef, tuple[int, pl.DataFrame]]:
     """Version and sorted content of each table (lineage run columns left out: they say when, not what)."""
     result = {}

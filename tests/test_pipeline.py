@@ -13,7 +13,7 @@ import pytest
 from assets.bronze import DATABASE_TABLES, FILE_TABLES
 from kpi_lake.raw_files import SOURCE_FILE, SOURCE_HASH, SOURCE_ROW
 from resources.lake import DeltaLake
-from tests.pipeline_helpers import bronze_refs, local_resources, run_nightly, snapshot
+from tests.pipeline_helpers import bronze_refs, local_resources, run_nightly, silver_refs, snapshot
 
 DATABASE = "business_systems/council_systems.sqlite"
 
@@ -69,9 +69,10 @@ def test_every_landed_file_reaches_a_bronze_table(synced, landing_copy: Path):
 def test_rerun_changes_no_row_and_writes_no_version(synced):
     resources, _ = synced
     lake: DeltaLake = resources["lake"]
-    before = snapshot(lake, bronze_refs())
+    refs = bronze_refs() + silver_refs()
+    before = snapshot(lake, refs)
     assert run_nightly(resources).success
-    after = snapshot(lake, bronze_refs())
+    after = snapshot(lake, refs)
     for ref, (version, data) in before.items():
         assert after[ref][0] == version, f"{ref} got a new version on a rerun with nothing new"
         assert after[ref][1].equals(data), f"{ref} changed on a rerun"
@@ -106,6 +107,10 @@ def test_only_new_or_changed_files_are_loaded(synced, landing_copy: Path):
     assert after.filter(pl.col(SOURCE_FILE) == csv_name).height == rows_of_file + 1
     assert after.height == table.height + 1
     assert "spar_export_copy.csv" not in set(after[SOURCE_FILE])
+    # Only what depends on the changed source was rebuilt: work proportional to what changed.
+    for silver in silver_refs():
+        expected = 1 if silver.source == "spar_net" else 0
+        assert lake.version(silver) == expected, silver
 
 
 def test_database_changes_arrive_incrementally(synced, landing_copy: Path):
