@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'"
     )
+    sync.add_argument("--verbose", action="store_true", help="print Dagster's run log (default: warnings only)")
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -95,7 +96,12 @@ def _sync(args: argparse.Namespace) -> int:
                 dg.AssetSelection.from_string(args.select).resolve(job.asset_layer.asset_graph)
             )
         )
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    log_level = "INFO" if args.verbose else "WARNING"
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
     elapsed = time.perf_counter() - started
 
     rows: list[tuple[str, int | None, str]] = []
@@ -131,7 +137,9 @@ def _sync(args: argparse.Namespace) -> int:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                while error is not None and error.cause is not None:  # the user's error, not Dagster's wrapper
+                while (
+                    error is not None and error.cause is not None
+                ):  # the user's error, not Dagster's wrapper
                     error = error.cause
                 reason = error.message.strip() if error else "see the run log"
                 print(f"FAILED {event.step_key}: {reason}", file=sys.stderr)

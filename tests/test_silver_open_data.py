@@ -155,7 +155,8 @@ def test_wide_file_never_double_counts_any_authority_year(real_samples: Path, wi
         pl.col("within_scope_kt_co2e").sum(), pl.len().alias("rows")
     )
     compared = summed.join(totals, on=["local_authority_code", "calendar_year"])
-    assert compared.height == summed.height == 5685  # every authority-year of the file
+    authorities = summed.filter(~pl.col("local_authority_code").str.starts_with("UNALLOCATED:"))
+    assert compared.height == authorities.height == 5685  # every authority-year of the file
     assert (compared["rows"] == 17).all()
     off = compared.filter((pl.col("within_scope_kt_co2e") - pl.col("grand_total")).abs() > 0.05 * 17)
     assert off.height == 0, off.head()
@@ -171,12 +172,14 @@ def test_wide_file_rows_are_all_accounted_for(real_samples: Path, wide_emissions
     assert (
         wide_emissions.rows.height / 17 + quarantined.height + total_rows + blank_rows == bronze_rows.height
     )
-    # Unallocated emissions have no authority code: held back, with the reason, file and row.
-    assert quarantined.height == 30
-    assert quarantined["reason"].str.starts_with("no local authority code").all()
-    first = quarantined.row(0, named=True)
-    assert (first["source_file"], first["source_row"], first["column"]) == (WIDE, 6303, "code")
-    assert json.loads(first["raw_record"])["local_authority"].startswith("Large elec users")
+    assert quarantined.height == 0
+    # DESNZ's pseudo-authorities have no ONS code but are real emissions: kept under a code from their name.
+    unallocated = wide_emissions.rows.filter(pl.col("local_authority_code").str.starts_with("UNALLOCATED:"))
+    assert set(unallocated["local_authority_code"]) == {
+        "UNALLOCATED:large_elec_users_high_voltage_lines_unknown_location",
+        "UNALLOCATED:unallocated",
+    }
+    assert unallocated.select("local_authority_code", "calendar_year").n_unique() == 30
     assert dict(quarantined.schema) == QUARANTINE_SCHEMA
     assert wide_emissions.rows.schema == pl.Schema(EMISSIONS_SCHEMA)
     assert_unique(wide_emissions.rows, EMISSIONS_KEY)
@@ -215,7 +218,7 @@ def test_releases_overlap_newest_wins_per_authority_year_and_gas(real_samples: P
     assert in_2017.height == 17 and in_2017["source_release"].str.starts_with("BEIS wide CO2 subset").all()
     # Other authorities keep every year of the wide table.
     assert rows.filter(pl.col("local_authority_code") == "E06000001").height == 17 * 15
-    assert result.quarantine.height == 30  # only the wide file's unallocated rows
+    assert result.quarantine.height == 0  # the wide file's unallocated rows are kept, under UNALLOCATED codes
 
 
 def test_emissions_bad_input_is_quarantined_and_the_rest_goes_on(tmp_path: Path):
@@ -608,7 +611,7 @@ def test_silver_open_data_assets_materialise_from_a_bronze_lake(real_samples: Pa
         pl.col("local_authority_code") == "E06000005", pl.col("calendar_year") == 2005
     )
     assert darlington["within_scope_kt_co2e"].sum() == pytest.approx(761.8, abs=0.85)
-    assert lake.scan(TableRef("silver", "open_data", "emissions_quarantine")).collect().height == 30
+    assert lake.scan(TableRef("silver", "open_data", "emissions_quarantine")).collect().height == 0
     education = lake.scan(TableRef("silver", "open_data", "education")).collect()
     assert education.height == 3444 * 33 + 9680 * 23 + 6118
     benchmarks = lake.scan(TableRef("silver", "open_data", "benchmarks")).collect()

@@ -175,13 +175,21 @@ def _year_check(column: str) -> Check:
 
 
 def _pseudo_authority_check(code: str, name: str | None) -> Check:
-    return Check(
-        clean_text(code).is_null(),
-        code,
-        "no local authority code: emissions DESNZ could not allocate to any council (e.g. 'Unallocated "
-        "consumption'), held back from the authority table",
-        value=clean_text(name) if name else None,
-    )
+    """A row with neither a code nor a name belongs to nobody: held back."""
+    missing = clean_text(code).is_null()
+    if name:
+        missing = missing & clean_text(name).is_null()
+    return Check(missing, code, "no local authority code or name")
+
+
+#: DESNZ's pseudo-authorities ("Unallocated consumption", "Large elec users (high voltage lines) unknown
+#: location") have no ONS code. They are real emissions, counted in the UK total, so they stay, under a
+#: code made from their name: UNALLOCATED:<name in snake_case>.
+def _authority_code(code: str, name: str | None) -> pl.Expr:
+    if not name:
+        return clean_text(code)
+    slug = clean_text(name).str.to_lowercase().str.replace_all(r"[^a-z0-9]+", "_").str.strip_chars("_")
+    return pl.coalesce(clean_text(code), pl.format("UNALLOCATED:{}", slug))
 
 
 def conform_emissions(
@@ -267,7 +275,7 @@ def _conform_long(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
                 ROW_ID,
                 SOURCE_FILE,
                 SOURCE_ROW,
-                clean_text(pick["code"]).alias("local_authority_code"),
+                _authority_code(pick["code"], pick["name"]).alias("local_authority_code"),
                 text_or_null(pick["name"]).alias("local_authority_name"),
                 clean_text(pick["year"]).cast(pl.Int32).alias("calendar_year"),
                 clean_text(pick["sector"]).alias("sector"),
@@ -321,7 +329,7 @@ def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
                 ROW_ID,
                 SOURCE_FILE,
                 SOURCE_ROW,
-                clean_text(code).alias("local_authority_code"),
+                _authority_code(code, name).alias("local_authority_code"),
                 text_or_null(name).alias("local_authority_name"),
                 clean_text(year).cast(pl.Int32).alias("calendar_year"),
                 _number(population).alias("population_thousands"),
