@@ -1,21 +1,7 @@
 """The council's internal business systems, extracted from their databases incrementally."""
 
 from kpi_lake.bronze import DatabaseTable
-
-#: Table → primary key. Each table also has ``updated_at`` (the watermark) and ``deleted_at`` (soft delete).
-BUSINESS_TABLES: dict[str, str] = {
-    "council_tax_accounts": "account_ref",
-    "council_tax_charges": "charge_id",
-    "council_tax_payments": "payment_id",
-    "planning_applications": "application_ref",
-    "housing_repairs": "job_id",
-    "waste_collection_rounds": "round_day_id",
-    "missed_bin_reports": "report_id",
-    "foi_requests": "request_id",
-    "employees": "employee_id",
-    "sickness_absence": "absence_id",
-    "service_requests": "request_id",
-}
+from kpi_lake.business_tables import BUSINESS_TABLES
 
 DATABASE_TABLES = [
     DatabaseTable(

@@ -17,6 +17,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
+from kpi_lake.business_tables import BUSINESS_TABLES
 from kpi_lake.sample_data._common import (
     AS_OF,
     FIRST_FY,
@@ -31,21 +32,6 @@ from kpi_lake.sample_data._common import (
     trend_curve,
 )
 from kpi_lake.sample_data.council import DIRECTORATES, KPI_BY_CODE, WARDS, Kpi
-
-# Table -> primary key column. The pipeline imports this to know what to extract and merge on.
-BUSINESS_TABLES: dict[str, str] = {
-    "council_tax_accounts": "account_ref",
-    "council_tax_charges": "charge_id",
-    "council_tax_payments": "payment_id",
-    "planning_applications": "application_ref",
-    "housing_repairs": "job_id",
-    "waste_collection_rounds": "round_day_id",
-    "missed_bin_reports": "report_id",
-    "foi_requests": "request_id",
-    "employees": "employee_id",
-    "sickness_absence": "absence_id",
-    "service_requests": "request_id",
-}
 
 DAY0 = np.datetime64("2021-04-01", "D")
 AS_OF_D = np.datetime64(AS_OF.isoformat(), "D")
