@@ -92,3 +92,31 @@ def quarantine(
         reason_expr.cast(pl.String).alias("reason"),
         pl.struct(pl.col(data_columns).cast(pl.String)).struct.json_encode().alias("raw_record"),
     )
+
+
+def split_by_checks(
+    frame: pl.DataFrame,
+    checks: list[tuple[pl.Expr, str, str]],
+    *,
+    source_table: str,
+    hide: tuple[str, ...] = (),
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows passing every check, and quarantine rows: each failing row once, for the first check it fails.
+
+    ``checks`` are (condition that marks a bad row, column, reason). Every condition is evaluated once, in
+    one pass. ``hide`` names columns that must not reach the quarantine (personal data).
+    """
+    if not checks or frame.height == 0:
+        return frame, empty_quarantine()
+    flags = [condition.fill_null(False).alias(f"__bad_{i}") for i, (condition, _, _) in enumerate(checks)]
+    first_bad = pl.coalesce([pl.when(pl.col(f"__bad_{i}")).then(pl.lit(i)) for i in range(len(checks))])
+    marked = frame.with_columns(flags).with_columns(first_bad.alias("__first_bad"))
+    marked = marked.drop([f"__bad_{i}" for i in range(len(checks))])
+    problems = []
+    for index, (_, column, reason) in enumerate(checks):
+        hit = marked.filter(pl.col("__first_bad") == index).drop("__first_bad")
+        if hit.height:
+            visible = hit.drop([c for c in hide if c in hit.columns])
+            problems.append(quarantine(visible, source_table=source_table, column=column, reason=reason))
+    good = marked.filter(pl.col("__first_bad").is_null()).drop("__first_bad")
+    return good, (pl.concat(problems) if problems else empty_quarantine())

@@ -13,7 +13,7 @@ from functools import cache
 
 import polars as pl
 
-from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns
+from kpi_lake.conform import Conformed, require_columns, split_by_checks
 from kpi_lake.periods import financial_quarter_key
 
 FOI_DEADLINE_WORKING_DAYS = 20
@@ -56,15 +56,8 @@ def _split(
     """Rows passing every check, and quarantine rows for the first check each failing row fails."""
     if "_source_file" not in frame.columns:
         frame = frame.with_columns(pl.lit(source_table).alias("_source_file"))
-    problems = []
-    bad = pl.lit(False)
-    for condition, column, reason in checks:
-        hit = frame.filter(condition.fill_null(False) & ~bad)
-        if hit.height:
-            problems.append(quarantine(hit, source_table=source_table, column=column, reason=reason))
-        bad = bad | condition.fill_null(False)
-    good = frame.filter(~bad).drop("_source_file")
-    return good, (pl.concat(problems) if problems else empty_quarantine())
+    good, bad = split_by_checks(frame, checks, source_table=source_table)
+    return good.drop("_source_file"), bad
 
 
 def _bronze(table: str) -> str:

@@ -15,7 +15,7 @@ import re
 
 import polars as pl
 
-from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns
+from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns, split_by_checks
 from kpi_lake.conform.parsing import clean_text, parse_number
 
 #: The only columns besides the answers (q01, q02, …) that silver keeps.
@@ -124,7 +124,6 @@ def conform_responses(responses: pl.LazyFrame | None, key: bytes | None = None) 
     )
     source = "bronze/qol_survey/responses"
     problems = []
-    bad = pl.lit(False)
     checks = [
         (pl.col("_weight").is_null() | (pl.col("_weight") <= 0), "weight", "weight is not a positive number"),
         (
@@ -139,14 +138,9 @@ def conform_responses(responses: pl.LazyFrame | None, key: bytes | None = None) 
             [1.0, 2.0, 3.0, 4.0, 5.0, float(DONT_KNOW)]
         )
         checks.append((~valid, q, f"answer is not 1-5 or {DONT_KNOW} (don't know)"))
-    for condition, column, reason in checks:
-        hit = typed.filter(condition & ~bad)
-        if hit.height:
-            problems.append(
-                quarantine(_without_personal_data(hit), source_table=source, column=column, reason=reason)
-            )
-        bad = bad | condition
-    good = typed.filter(~bad)
+    good, problem_rows = split_by_checks(typed, checks, source_table=source, hide=PERSONAL_COLUMNS)
+    if problem_rows.height:
+        problems.append(problem_rows)
     respondent_ids = good.select(clean_text("respondent_id"))["respondent_id"]
     keys = pseudonymise(good["_year"], respondent_ids, key or pseudonym_key())
     duplicated = keys.is_duplicated()
@@ -212,21 +206,29 @@ def conform_indicators(
     ).unique("indicator_code", keep="last")
     schema = responses.collect_schema()
     answers = list(schema["answers"].to_schema()) if isinstance(schema.get("answers"), pl.Struct) else []
-    long = (
+    book_rows = book.collect()
+    positive = {row["indicator_code"]: row["positive"] for row in book_rows.iter_rows(named=True)}
+    questions = [q for q in answers if q in positive]
+    # One pass per breakdown over the wide responses, every question's sums at once (no long unpivot of
+    # responses × questions, which is most of the memory at large scales).
+    wide = (
         responses.select(
             "survey_year", "period_key", "ward_code", "imd_decile", *EQUALITY_GROUPS, "weight", "answers"
         )
         .unnest("answers")
-        .unpivot(
-            index=["survey_year", "period_key", "ward_code", "imd_decile", *EQUALITY_GROUPS, "weight"],
-            on=answers,
-            variable_name="indicator_code",
-            value_name="answer",
-        )
-        .filter(pl.col("answer").is_between(1, 5))
-        .join(book, on="indicator_code", how="inner")
-        .with_columns(pl.col("answer").is_in(pl.col("positive")).alias("counted"))
+        .collect()
     )
+    weight = pl.col("weight")
+    sums = []
+    for q in questions:
+        valid = pl.col(q).is_between(1, 5)
+        counted = valid & pl.col(q).is_in([int(a) for a in positive[q] if a is not None])
+        sums += [
+            weight.filter(counted).sum().alias(f"{q}__counted"),
+            weight.filter(valid).sum().alias(f"{q}__weight"),
+            (weight**2).filter(valid).sum().alias(f"{q}__weight_sq"),
+            valid.sum().alias(f"{q}__base"),
+        ]
     council = _council_code(geographies, responses)
     groups = {
         "council": pl.lit(council),
@@ -236,27 +238,42 @@ def conform_indicators(
     }
     parts = []
     for breakdown, group in groups.items():
-        parts.append(
-            long.with_columns(group.alias("group_value"))
+        totals = (
+            wide.with_columns(group.cast(pl.String).alias("group_value"))
             .filter(pl.col("group_value").is_not_null())
-            .group_by(
-                "indicator_code", "indicator_name", "kpi_code", "survey_year", "period_key", "group_value"
-            )
-            .agg(
-                (pl.col("weight") * pl.col("counted")).sum().alias("_counted"),
-                pl.col("weight").sum().alias("_weight"),
-                (pl.col("weight") ** 2).sum().alias("_weight_sq"),
-                pl.len().alias("unweighted_base"),
-            )
-            .with_columns(
-                pl.lit(breakdown).alias("breakdown"),
-                (pl.col("group_value") if breakdown == "ward" else pl.lit(council)).alias("geography_code"),
-            )
+            .group_by("survey_year", "period_key", "group_value")
+            .agg(sums)
         )
-    estimates = pl.concat(parts, how="diagonal_relaxed").with_columns(
-        (pl.col("_counted") / pl.col("_weight")).alias("_p"),
-        (pl.col("_weight") ** 2 / pl.col("_weight_sq")).alias("effective_base"),
-        (pl.col("unweighted_base") < MIN_BASE).alias("is_suppressed"),
+        for q in questions:
+            parts.append(
+                totals.select(
+                    pl.lit(q).alias("indicator_code"),
+                    "survey_year",
+                    "period_key",
+                    "group_value",
+                    pl.col(f"{q}__counted").alias("_counted"),
+                    pl.col(f"{q}__weight").alias("_weight"),
+                    pl.col(f"{q}__weight_sq").alias("_weight_sq"),
+                    pl.col(f"{q}__base").cast(pl.Int64).alias("unweighted_base"),
+                    pl.lit(breakdown).alias("breakdown"),
+                    (pl.col("group_value") if breakdown == "ward" else pl.lit(council)).alias(
+                        "geography_code"
+                    ),
+                ).filter(pl.col("unweighted_base") > 0)
+            )
+    if not parts:
+        return Conformed(rows=pl.DataFrame(schema={"indicator_code": pl.String}))
+    estimates = (
+        pl.concat(parts)
+        .join(
+            book_rows.select("indicator_code", "indicator_name", "kpi_code"), on="indicator_code", how="left"
+        )
+        .lazy()
+        .with_columns(
+            (pl.col("_counted") / pl.col("_weight")).alias("_p"),
+            (pl.col("_weight") ** 2 / pl.col("_weight_sq")).alias("effective_base"),
+            (pl.col("unweighted_base") < MIN_BASE).alias("is_suppressed"),
+        )
     )
     lower, upper = _wilson(pl.col("_p"), pl.col("effective_base"))
     rows = (

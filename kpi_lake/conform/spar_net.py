@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns
+from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns, split_by_checks
 from kpi_lake.conform.parsing import clean_text, parse_number, parse_uk_date, unparseable_number
 from kpi_lake.periods import parse_period, period_label_from_dates
 from kpi_lake.raw_files import LOADED_AT, PARSE_ISSUE, SOURCE_FILE, SOURCE_ROW
@@ -229,13 +229,9 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
             checks.append((unparseable_number(optional), optional, f"{what} is not a number, 'n/a' or blank"))
     if PARSE_ISSUE in raw_columns:
         checks.append((pl.col(PARSE_ISSUE).is_not_null(), PARSE_ISSUE, "row does not match the header"))
-    bad = pl.lit(False)
-    for condition, column, reason in checks:
-        hit = typed.filter(condition & ~bad)
-        if hit.height:
-            problems.append(quarantine(hit, source_table=source, column=column, reason=reason))
-        bad = bad | condition
-    good = typed.filter(~bad)
+    good, problem_rows = split_by_checks(typed, checks, source_table=source)
+    if problem_rows.height:
+        problems.append(problem_rows)
 
     # The same KPI and period twice in ONE export is ambiguous: quarantine both. Across exports, the newest wins.
     key = ["_kpi_code", "_period_key"]
