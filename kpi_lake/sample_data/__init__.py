@@ -99,7 +99,9 @@ def generate_landing(
 
     emission_kpis, family_rows["emissions"] = write_emissions(writer, seed=seed)
     education_kpis, family_rows["education"], education = write_education(writer, seed=seed)
-    survey_kpis, family_rows["qol_survey"] = write_survey(writer, scale=scale, seed=seed)
+    # A residents' survey is a few thousand responses a year however big the council's systems are: the
+    # survey follows scale only downwards (small test landings), so 10-million-row runs stay realistic.
+    survey_kpis, family_rows["qol_survey"] = write_survey(writer, scale=min(scale, 1.0), seed=seed)
     computed |= emission_kpis | education_kpis | survey_kpis
 
     spar = build_spar(computed, seed=seed)
