@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.bronze import bronze_assets
-from assets.gold import sql_model_assets_from_tree
+from assets.gold import kpi_mart_assets, sql_model_assets_from_tree
 from assets.silver import silver_assets
 from pipelines.environment import get_resources
 from pipelines.jobs import nightly_schedule, nightly_sync
@@ -12,7 +12,8 @@ defs = dg.Definitions(
     assets=[
         *bronze_assets,
         *silver_assets,
-        *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets]),
+        *kpi_mart_assets,
+        *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets, *kpi_mart_assets]),
     ],
     jobs=[nightly_sync],
     schedules=[nightly_schedule],

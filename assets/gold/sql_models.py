@@ -20,13 +20,15 @@ def sql_model_assets_from_tree(
     """Load every model under ``dbt_like_sql/`` and make its asset.
 
     A model may read tables that Python assets write; those are ``python_assets`` (by default the bronze and
-    silver assets), and a model reading any other table fails here, when the code location loads.
+    silver assets and the mart's Python fact asset), and a model reading any other table fails here, when the
+    code location loads.
     """
     if python_assets is None:
         from assets.bronze import bronze_assets
+        from assets.gold.kpi_mart import kpi_mart_assets
         from assets.silver import silver_assets
 
-        python_assets = [*bronze_assets, *silver_assets]
+        python_assets = [*bronze_assets, *silver_assets, *kpi_mart_assets]
     known = {TableRef.from_key_path(key.path) for assets_def in python_assets for key in assets_def.keys}
     return sql_model_assets(load_sql_models(root, known_tables=known))
 
@@ -52,12 +54,16 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
         )
         for test in tests
     ]
+    # A relationships check reads its target table; the checks run in the model's own step, so the target is
+    # a dependency of the asset (a check spec's additional_deps alone does not order the steps).
+    check_targets = [test.to for test in tests if test.to is not None and test.to != model.ref]
+    deps = list(dict.fromkeys([*model.inputs, *check_targets]))
     docs = {column.name: column for column in model.config.columns}
     tags = {"layer": model.ref.layer, "source": model.ref.source, **dict.fromkeys(model.config.tags, "")}
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetKey(ref.key_path) for ref in model.inputs],
+        deps=[dg.AssetKey(ref.key_path) for ref in deps],
         description=model.description,
         group_name=model.ref.group_name,
         kinds={"sql", model.engine, "delta"},
