@@ -14,7 +14,7 @@ import pytest
 from kpi_lake.conform import ConformError
 from kpi_lake.conform.business_systems import conform_foi
 from kpi_lake.conform.qol_survey import PERSONAL_COLUMNS, conform_responses
-from kpi_lake.conform.spar_net import conform_kpi_values
+from kpi_lake.conform.spar_net import conform_kpi_definitions, conform_kpi_values
 from kpi_lake.periods import parse_period
 from kpi_lake.raw_files import RawFileError, read_raw_file
 from kpi_lake.sample_data import generate_landing
@@ -256,6 +256,24 @@ def test_spar_net_bad_input(tmp_path: Path):
     (tmp_path / "spar_export_d.csv").write_bytes(b"")
     with pytest.raises(RawFileError, match=r"spar_export_d\.csv: the file is empty"):
         read_raw_file(tmp_path / "spar_export_d.csv", source_file="spar_export_d.csv")
+
+
+def test_a_broken_line_is_not_taken_for_a_kpi():
+    """Half of a multi-line comment that lost its opening quote lands in the indicator column."""
+    frame = pl.LazyFrame(
+        {
+            "indicator_id": ["BPC352b", "Recovery plan agreed with the service, reviewed monthly"],
+            "period_label": ["2024/25 Q2", "2024/25 Q2"],
+            "actual": ["81.4", None],
+            "theme": ["Effective Development Organisation", None],
+            "_source_file": ["spar_net/x.csv"] * 2,
+            "_source_row": [2, 3],
+        }
+    )
+    assert conform_kpi_values(frame).rows["kpi_code"].to_list() == ["BPC352b"]
+    definitions = conform_kpi_definitions(None, frame)
+    assert definitions.rows["kpi_code"].to_list() == ["BPC352b"]
+    assert definitions.quarantine.row(0, named=True)["reason"] == "not a KPI code (a broken line?)"
 
 
 def test_newest_export_wins_across_files():

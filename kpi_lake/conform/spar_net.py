@@ -27,6 +27,16 @@ POLARITIES = {
     "n/a": "neither",
     "none": "neither",
 }
+#: What a KPI code looks like (BPPM474, BPC352b, NH617, CYP-01): no spaces, a digit, at most 20 characters.
+#: A line of commentary that lost its quotes is the usual impostor in the indicator column.
+KPI_CODE = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$"
+
+
+def looks_like_kpi_code(column: str) -> pl.Expr:
+    code = pl.col(column)
+    return code.str.contains(KPI_CODE) & code.str.contains(r"\d")
+
+
 RAG = {"g": "green", "green": "green", "a": "amber", "amber": "amber", "r": "red", "red": "red"}
 
 DEFINITION_COLUMNS = {
@@ -116,7 +126,8 @@ def conform_kpi_definitions(
     if not frames:
         return Conformed(rows=pl.DataFrame(schema=_definition_schema()))
     combined = pl.concat(frames, how="diagonal_relaxed").collect()
-    combined = combined.filter(pl.col("kpi_code").is_not_null())
+    bad_codes = combined.filter(pl.col("kpi_code").is_not_null() & ~looks_like_kpi_code("kpi_code"))
+    combined = combined.filter(pl.col("kpi_code").is_not_null() & looks_like_kpi_code("kpi_code"))
     # Definitions exports win over the columns value exports repeat; the newest of each wins within.
     newest = combined.sort("_from_definitions", descending=True, maintain_order=True).unique(
         "kpi_code", keep="first", maintain_order=True
@@ -139,11 +150,15 @@ def conform_kpi_definitions(
     ).select(list(DEFINITION_COLUMNS))
     issues = pl.concat(
         [
+            _quarantine_projection(bad_codes, "indicator_id", "kpi_code", "not a KPI code (a broken line?)"),
             _quarantine_projection(
-                bad_polarity, "polarity", "polarity_text", "polarity is not higher/lower/neither"
+                bad_polarity,
+                "polarity",
+                "polarity_text",
+                "polarity is not higher/lower/neither; 'neither' used",
             ),
             _quarantine_projection(
-                bad_tolerance, "rag_tolerance_pct", "tolerance_text", "tolerance is not a number"
+                bad_tolerance, "rag_tolerance_pct", "tolerance_text", "tolerance is not a number; 5% used"
             ),
         ]
     )
@@ -159,7 +174,7 @@ def _quarantine_projection(frame: pl.DataFrame, column: str, value_column: str, 
         pl.col("source_row").cast(pl.Int64),
         pl.lit(column).alias("column"),
         pl.col(value_column).alias("value"),
-        pl.lit(f"{reason}; the default was used").alias("reason"),
+        pl.lit(reason).alias("reason"),
         pl.struct(pl.all().exclude("_from_definitions").cast(pl.String))
         .struct.json_encode()
         .alias("raw_record"),
@@ -217,6 +232,7 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
     source = "bronze/spar_net/kpi_values"
     checks = [
         (pl.col("_kpi_code").is_null(), "indicator_id", "no indicator id"),
+        (~looks_like_kpi_code("_kpi_code"), "indicator_id", "not a KPI code (a broken line?)"),
         (
             pl.col("_period_key").is_null(),
             "period_label",
