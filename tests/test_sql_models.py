@@ -662,3 +662,16 @@ def test_loading_thirty_models_is_cheap_and_does_not_import_duckdb(tmp_path: Pat
     assert duckdb_imported == "False"
     assert float(seconds) < 3, f"loading 30 models took {float(seconds):.2f}s"
     print(f"30 models loaded and turned into assets in {float(seconds):.2f}s")
+
+
+def test_duckdb_engine_filters_on_text_columns(tmp_path: Path, silver: DeltaLake):
+    """A string filter must work on the lake's text columns (Arrow's string_view pitfall)."""
+    sql = "select kpi_code, actual from source('silver', 'spar_net', 'kpi_values') where kpi_code = 'BP1'\n"
+    (model,) = load_sql_models(write_tree(tmp_path, {"gold/kpi_mart/one_kpi.sql": sql}))
+    counts = {}
+    for engine in ("polars", "duckdb"):
+        build_model(model, silver, engine=engine)
+        table = silver.scan(model.ref).collect()
+        assert set(table["kpi_code"]) == {"BP1"}
+        counts[engine] = table.height
+    assert counts["polars"] == counts["duckdb"] == VALUES.filter(pl.col("kpi_code") == "BP1").height

@@ -243,10 +243,13 @@ def build_model(model: SqlModel, lake: Lake, *, engine: str | None = None) -> Bu
             frames[THIS_NAME] = lake.scan(model.ref) if this_exists else empty_this(model).lazy()
         result: pl.LazyFrame | pl.DataFrame = run_polars(compiled, frames)
     else:
-        tables = {name: lake.delta_table(ref).to_pyarrow_dataset() for name, ref in compiled.inputs.items()}
+        # Arrow tables, not datasets: DuckDB pushes string filters into an Arrow dataset scan as string_view
+        # scalars, which Arrow cannot compare with the lake's string columns ("no kernel matching (string,
+        # string_view)"). The cost is that DuckDB models read their inputs into memory; polars streams.
+        tables = {name: lake.delta_table(ref).to_pyarrow_table() for name, ref in compiled.inputs.items()}
         if compiled.reads_this:
             tables[THIS_NAME] = (
-                lake.delta_table(model.ref).to_pyarrow_dataset()
+                lake.delta_table(model.ref).to_pyarrow_table()
                 if this_exists
                 else empty_this(model).to_arrow()
             )
