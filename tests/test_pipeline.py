@@ -12,6 +12,7 @@ import pytest
 
 from assets.bronze import DATABASE_TABLES, FILE_TABLES
 from kpi_lake.raw_files import SOURCE_FILE, SOURCE_HASH, SOURCE_ROW
+from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake
 from tests.pipeline_helpers import bronze_refs, local_resources, run_nightly, silver_refs, snapshot
 
@@ -69,7 +70,12 @@ def test_every_landed_file_reaches_a_bronze_table(synced, landing_copy: Path):
 def test_rerun_changes_no_row_and_writes_no_version(synced):
     resources, _ = synced
     lake: DeltaLake = resources["lake"]
-    refs = bronze_refs() + silver_refs()
+    gold_root = Path(lake.root) / "gold"
+    mart = [
+        TableRef.from_key_path(p.parent.relative_to(Path(lake.root)).parts)
+        for p in gold_root.glob("*/*/_delta_log")
+    ]
+    refs = bronze_refs() + silver_refs() + mart
     before = snapshot(lake, refs)
     assert run_nightly(resources).success
     after = snapshot(lake, refs)
@@ -111,6 +117,9 @@ def test_only_new_or_changed_files_are_loaded(synced, landing_copy: Path):
     for silver in silver_refs():
         expected = 1 if silver.source == "spar_net" else 0
         assert lake.version(silver) == expected, silver
+    emissions_kpis = TableRef("silver", "kpi_catalogue", "kpi_emissions")  # reads no SPAR.net table
+    assert lake.version(emissions_kpis) == 0
+    assert lake.version(TableRef("gold", "kpi_mart", "fact_kpi_value")) == 1  # SPAR.net values feed it
 
 
 def test_database_changes_arrive_incrementally(synced, landing_copy: Path):

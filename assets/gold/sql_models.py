@@ -90,6 +90,8 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
             built = build_model(model, lake)
         except SqlModelError as error:
             raise dg.Failure(description=str(error)) from error
+        if built.skipped:
+            context.log.info(f"{model.ref}: inputs and SQL unchanged since the last build; nothing to do")
         metadata = built.state.to_metadata()
         metadata["dagster/column_schema"] = dg.TableSchema(
             columns=[
