@@ -23,6 +23,7 @@ dev: setup
 
 setup: $(VENV)/.synced
 	@mkdir -p "$(DAGSTER_HOME)"
+	@cmp -s dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv

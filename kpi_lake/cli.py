@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'"
     )
-    sync.add_argument("--verbose", action="store_true", help="print Dagster's run log (default: warnings only)")
+    sync.add_argument(
+        "--verbose", action="store_true", help="print Dagster's run log (default: warnings only)"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -133,13 +135,29 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"{name.ljust(width)}  {shown:>10}  {note}")
     total = sum(count or 0 for _, count, _ in rows)
     print(f"{len(rows)} tables, {total:,} rows.")
+    checks = result.get_asset_check_evaluations()
+    if checks:
+        failed = [c for c in checks if not c.passed]
+        blocking = [c for c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
+        print(
+            f"quality checks: {len(checks) - len(failed)} passed, {len(failed)} failed ({len(blocking)} errors)"
+        )
+        for check in failed[:10]:
+            print(
+                f"  {'ERROR' if check in blocking else 'warn '} {'/'.join(check.asset_key.path)}: {check.check_name}"
+            )
+        from kpi_lake.quality import render_data_docs  # GX is imported only here, after the run
+
+        with dg.build_resources({"lake": lake}) as initialised:
+            published = render_data_docs(initialised.lake, result.run_id)
+        if published is not None:
+            print(f"Data Docs: {redact(published.index_uri)} ({published.suites} suites)")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                while (
-                    error is not None and error.cause is not None
-                ):  # the user's error, not Dagster's wrapper
+                # The user's error, not Dagster's wrapper around it.
+                while error is not None and error.cause is not None:
                     error = error.cause
                 reason = error.message.strip() if error else "see the run log"
                 print(f"FAILED {event.step_key}: {reason}", file=sys.stderr)

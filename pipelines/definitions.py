@@ -1,21 +1,28 @@
-"""The kpi-lake code location: every asset, the nightly job and its schedule, and the resources."""
+"""The kpi-lake code location: every asset and its quality checks, the nightly job and its schedule, the
+operations sensors (files landing, run failures, Data Docs) and the resources."""
 
 import dagster as dg
 
 from assets.bronze import bronze_assets
 from assets.gold import kpi_mart_assets, sql_model_assets_from_tree
+from assets.quality import quality_checks
 from assets.silver import silver_assets
+from pipelines import sensors
 from pipelines.environment import get_resources
 from pipelines.jobs import nightly_schedule, nightly_sync
 
+all_assets = [
+    *bronze_assets,
+    *silver_assets,
+    *kpi_mart_assets,
+    *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets, *kpi_mart_assets]),
+]
+
 defs = dg.Definitions(
-    assets=[
-        *bronze_assets,
-        *silver_assets,
-        *kpi_mart_assets,
-        *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets, *kpi_mart_assets]),
-    ],
-    jobs=[nightly_sync],
+    assets=all_assets,
+    asset_checks=quality_checks(all_assets),
+    jobs=[nightly_sync, *sensors.jobs],
     schedules=[nightly_schedule],
-    resources=get_resources(),
+    sensors=sensors.sensors,
+    resources={**get_resources(), **sensors.operations_resources()},
 )

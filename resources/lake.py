@@ -1,14 +1,23 @@
 """The lake: the one resource through which every Delta table is read and written, locally or on Azure.
 
 Every write is a single Delta commit, so a table is never half-written: a failed write leaves the previous
-version in place. Tables stay at reader version 1 / writer version 2 (naive timestamps, which would need
-the ``timestampNtz`` feature, are stored as UTC), so Power BI, Fabric and older readers can open them.
+version in place. Operations that fail because storage is briefly unreachable or overloaded (refused or reset
+connections, timeouts, HTTP 429/5xx) are retried with exponential backoff; a write that did commit before its
+reply was lost is not written again. Tables stay at reader version 1 / writer version 2 (naive timestamps,
+which would need the ``timestampNtz`` feature, are stored as UTC), so Power BI, Fabric and older readers can
+open them.
 """
 
 from __future__ import annotations
 
+import errno
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import dagster as dg
 import polars as pl
@@ -20,8 +29,50 @@ from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
 
 Frame = pl.DataFrame | pl.LazyFrame
+T = TypeVar("T")
 #: The protocol a table keeps unless a feature is chosen on purpose (readable by Power BI's Delta connector).
 PROTOCOL = (1, 2)
+#: Commit metadata key that marks one logical write, so a retry can tell whether an attempt had committed.
+WRITE_ID_KEY = "kpi_lake.write_id"
+#: Longest wait between two attempts, whatever the backoff says.
+MAX_BACKOFF_SECONDS = 60.0
+
+# What delta-rs / object_store / the Azure SDK say when storage is briefly unreachable or overloaded: worth
+# another attempt. Anything else (403, 404, schema mismatch, a commit conflict, bad data) fails at once.
+# "timeout" alone is not here: every object_store error prints its "retry_timeout" setting.
+_TRANSIENT = re.compile(
+    r"connection (?:refused|reset|aborted|closed)|broken pipe|tcp connect error|error sending request"
+    r"|connection error|timed out|deadline has elapsed|temporarily unavailable|try again"
+    r"|service unavailable|server ?busy|internal server error|bad gateway|gateway time-?out"
+    r"|too many requests|operation could not be completed within the specified time"
+    r"|os error (?:32|104|110|111|113)\b"
+    r"|status(?: code)?:? ?(?:429|5\d\d)\b|\((?:429|5\d\d) [a-z]",
+    re.IGNORECASE,
+)
+_TRANSIENT_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE}
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*")
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) says storage was briefly unreachable or overloaded: refused or
+    reset connections, timeouts, HTTP 429 and 5xx. Such an operation may succeed if tried again."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        if isinstance(current, OSError) and current.errno in _TRANSIENT_ERRNOS:
+            return True
+        if _TRANSIENT.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def redact_error(error: BaseException | str) -> str:
+    """An error message safe to log: URL query strings (where a SAS token would be) are cut off."""
+    return _URL_QUERY.sub(r"\1?…", str(error))
 
 
 class LakeWriteError(RuntimeError):
@@ -62,6 +113,13 @@ class DeltaLake(dg.ConfigurableResource):
 
     root: str = "lake"
     azure: AzureStorage
+    #: Attempts after the first for an operation that failed with a transient storage error (see
+    #: :func:`is_transient_error`), waiting ``retry_backoff_seconds`` × 2ⁿ (±20 %) before attempt n+1.
+    retry_attempts: int = 4
+    retry_backoff_seconds: float = 2.0
+    #: object_store's own per-request retries (delta-rs default: 10, within 3 minutes) for delta-rs calls;
+    #: None keeps the default. The lake's retries above wrap whole operations around those.
+    object_store_retries: int | None = None
 
     # ---- where tables are -------------------------------------------------------------------------------
     def uri(self, ref: TableRef) -> str:
@@ -69,6 +127,48 @@ class DeltaLake(dg.ConfigurableResource):
 
     def storage_options(self) -> dict[str, str] | None:
         return self.azure.delta_storage_options(self.root) if is_remote(self.root) else None
+
+    def _delta_options(self) -> dict[str, str] | None:
+        """Storage options for delta-rs calls (not polars readers, which type these keys differently)."""
+        options = self.storage_options()
+        if options is not None and self.object_store_retries is not None:
+            options = {**options, "max_retries": str(self.object_store_retries), "retry_timeout": "60s"}
+        return options
+
+    def _retrying(self, what: str, operation: Callable[[], T], *, retries: list[int] | None = None) -> T:
+        """Run ``operation``, again after a backoff when it fails with a transient storage error.
+
+        Each retry is logged (the error redacted) and counted in ``retries`` when given. Non-transient errors,
+        and the last transient one, are raised as they are.
+        """
+        log = dg.get_dagster_logger("kpi_lake.lake")
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                if attempt >= self.retry_attempts or not is_transient_error(exc):
+                    raise
+                delay = min(self.retry_backoff_seconds * 2**attempt, MAX_BACKOFF_SECONDS)
+                delay *= random.uniform(0.8, 1.2)
+                attempt += 1
+                if retries is not None:
+                    retries.append(attempt)
+                log.warning(
+                    f"{what}: transient storage error, retry {attempt} of {self.retry_attempts} in "
+                    f"{delay:.1f}s: {redact_error(exc).splitlines()[0][:300]}"
+                )
+                time.sleep(delay)
+
+    def _committed(self, uri: str, write_id: str) -> bool:
+        """Whether a commit carrying ``write_id`` is among the table's latest (an attempt that failed after
+        committing, e.g. the response was lost), so that a retry does not write the rows twice."""
+        options = self._delta_options()
+        if not DeltaTable.is_deltatable(uri, storage_options=options):
+            return False
+        return any(
+            c.get(WRITE_ID_KEY) == write_id for c in DeltaTable(uri, storage_options=options).history(10)
+        )
 
     def ensure_root(self) -> None:
         """Create the lake's folder, or its Azure container, when it does not exist yet."""
@@ -82,10 +182,18 @@ class DeltaLake(dg.ConfigurableResource):
 
     # ---- reading ------------------------------------------------------------------------------------------
     def exists(self, ref: TableRef) -> bool:
-        return DeltaTable.is_deltatable(self.uri(ref), storage_options=self.storage_options())
+        # delta-rs raises (rather than answering False) when storage cannot be reached, so a retried answer
+        # is a true one.
+        return self._retrying(
+            f"checking {ref}",
+            lambda: DeltaTable.is_deltatable(self.uri(ref), storage_options=self._delta_options()),
+        )
 
     def delta_table(self, ref: TableRef, version: int | None = None) -> DeltaTable:
-        return DeltaTable(self.uri(ref), version=version, storage_options=self.storage_options())
+        return self._retrying(
+            f"opening {ref}",
+            lambda: DeltaTable(self.uri(ref), version=version, storage_options=self.storage_options()),
+        )
 
     def scan(self, ref: TableRef, *, version: int | None = None) -> pl.LazyFrame:
         """A lazy scan of the table (nothing is read until it is collected)."""
@@ -93,13 +201,19 @@ class DeltaLake(dg.ConfigurableResource):
             raise LakeWriteError(
                 f"table {ref} does not exist yet at {redact(self.uri(ref))}: materialise it first"
             )
-        return pl.scan_delta(self.uri(ref), version=version, storage_options=self.storage_options())
+        return self._retrying(
+            f"scanning {ref}",
+            lambda: pl.scan_delta(self.uri(ref), version=version, storage_options=self.storage_options()),
+        )
 
     def state(
         self, ref: TableRef, operation: str = "read", metrics: dict[str, Any] | None = None
     ) -> TableState:
         """Version, row count (from the Delta log, no data read) and schema of a table."""
-        table = self.delta_table(ref)
+        return self._retrying(f"reading the state of {ref}", lambda: self._state(ref, operation, metrics))
+
+    def _state(self, ref: TableRef, operation: str, metrics: dict[str, Any] | None) -> TableState:
+        table = DeltaTable(self.uri(ref), storage_options=self.storage_options())
         actions = pl.DataFrame(table.get_add_actions(flatten=True))
         rows = int(actions["num_records"].sum()) if actions.height else 0
         schema = pl.scan_delta(table).collect_schema()
@@ -191,21 +305,34 @@ class DeltaLake(dg.ConfigurableResource):
         changed = None
         if only_if_changed:
             changed = " OR ".join(_null_safe_differs(c) for c in only_if_changed)
-        try:
-            merger = self.delta_table(ref).merge(
+        uri, write_id, retries = self.uri(ref), uuid.uuid4().hex, []
+
+        def attempt() -> dict[str, Any]:
+            if retries and self._committed(uri, write_id):
+                return {"committed_by_an_earlier_attempt": True}
+            merger = DeltaTable(uri, storage_options=self._delta_options()).merge(
                 frame.to_arrow(),
                 predicate=predicate,
                 source_alias="s",
                 target_alias="t",
                 merge_schema=True,
-                commit_properties=CommitProperties(custom_metadata={"kpi_lake.operation": "merge"}),
+                commit_properties=CommitProperties(
+                    custom_metadata={"kpi_lake.operation": "merge", WRITE_ID_KEY: write_id}
+                ),
             )
             merger = merger.when_matched_update_all(predicate=changed).when_not_matched_insert_all()
             if delete_missing:
                 merger = merger.when_not_matched_by_source_delete()
-            metrics = merger.execute()
+            return merger.execute()
+
+        try:
+            metrics = self._retrying(f"merging into {ref}", attempt, retries=retries)
         except Exception as exc:  # delta-rs raises several error types; the table is unchanged either way
-            raise LakeWriteError(f"merge into {ref} at {redact(self.uri(ref))} failed: {exc}") from exc
+            raise LakeWriteError(
+                f"merge into {ref} at {redact(uri)} failed{_after(retries)}: {redact_error(exc)}"
+            ) from exc
+        if retries:
+            metrics = {**metrics, "retries": len(retries)}
         return self.state(ref, operation="merge", metrics=metrics)
 
     def _write(
@@ -220,10 +347,13 @@ class DeltaLake(dg.ConfigurableResource):
         commit_metadata: dict[str, str] | None = None,
     ) -> TableState:
         options: dict[str, Any] = {"schema_mode": schema_mode}
-        if commit_metadata:
-            options["commit_properties"] = CommitProperties(
-                custom_metadata={f"kpi_lake.{k}": str(v) for k, v in commit_metadata.items()}
-            )
+        write_id, retries = uuid.uuid4().hex, []
+        options["commit_properties"] = CommitProperties(
+            custom_metadata={
+                **{f"kpi_lake.{k}": str(v) for k, v in (commit_metadata or {}).items()},
+                WRITE_ID_KEY: write_id,
+            }
+        )
         if predicate:
             options["predicate"] = predicate
         if partition_by:
@@ -231,20 +361,38 @@ class DeltaLake(dg.ConfigurableResource):
         uri = self.uri(ref)
         if not is_remote(self.root):
             local_path(uri).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            prepared = delta_compatible(data)
+
+        def attempt(prepared: Frame) -> None:
+            # An attempt that failed after its commit landed (the reply was lost) must not be repeated:
+            # an append would add the rows twice.
+            if retries and self._committed(uri, write_id):
+                return
             if isinstance(prepared, pl.LazyFrame):
                 # Streaming: large sources are written without collecting them in memory first.
                 prepared.sink_delta(
-                    uri, mode=mode, storage_options=self.storage_options(), delta_write_options=options
+                    uri, mode=mode, storage_options=self._delta_options(), delta_write_options=options
                 )
             else:
                 prepared.write_delta(
-                    uri, mode=mode, storage_options=self.storage_options(), delta_write_options=options
+                    uri, mode=mode, storage_options=self._delta_options(), delta_write_options=options
                 )
+
+        try:
+            prepared = delta_compatible(data)
+            self._retrying(f"writing {ref} ({mode})", lambda: attempt(prepared), retries=retries)
         except Exception as exc:
-            raise LakeWriteError(f"writing {ref} to {redact(uri)} ({mode}) failed: {exc}") from exc
-        return self.state(ref, operation=mode if not predicate else "replace_where")
+            raise LakeWriteError(
+                f"writing {ref} to {redact(uri)} ({mode}) failed{_after(retries)}: {redact_error(exc)}"
+            ) from exc
+        return self.state(
+            ref,
+            operation=mode if not predicate else "replace_where",
+            metrics={"retries": len(retries)} if retries else None,
+        )
+
+
+def _after(retries: list[int]) -> str:
+    return f" after {len(retries)} retries" if retries else ""
 
 
 def _quote(column: str) -> str:

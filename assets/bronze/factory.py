@@ -15,6 +15,7 @@ def file_bronze_asset(spec: FileTable) -> dg.AssetsDefinition:
         description=spec.description,
         kinds={"delta", "polars", "csv"},
         tags={"layer": "bronze", "source": spec.source},
+        pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
         metadata={"landing_patterns": ", ".join(spec.patterns), "lake_path": spec.ref.path},
     )
     def _bronze_files(context: dg.AssetExecutionContext, lake: DeltaLake, landing: LandingZone):
@@ -40,6 +41,7 @@ def database_bronze_asset(spec: DatabaseTable) -> dg.AssetsDefinition:
         description=spec.description,
         kinds={"delta", "polars", "sql"},
         tags={"layer": "bronze", "source": spec.source},
+        pool=spec.ref.path,
         metadata={"primary_key": spec.primary_key, "watermark": spec.watermark, "lake_path": spec.ref.path},
     )
     def _bronze_table(context: dg.AssetExecutionContext, lake: DeltaLake, business_db: BusinessDatabase):

@@ -80,6 +80,7 @@ _KEY = dg.AssetKey(FACT.key_path)
     "previous and last year's values, comparator median, quartile and rank, narrative, lineage and "
     "reconciliation with SPAR.net. Rules: kpi_lake/rules.py; see docs/KPI_MART.md.",
     group_name=FACT.group_name,
+    pool=FACT.path,  # one writer per table across runs (pools in dagster.yaml)
     kinds={"python", "polars", "delta"},
     tags={"layer": FACT.layer, "source": FACT.source, "kpi_mart": ""},
     check_specs=[

@@ -70,6 +70,7 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
         tags=tags,
         code_version=model.code_version,
         check_specs=check_specs,
+        pool=model.ref.path,  # one writer per table across runs (pools in dagster.yaml)
         metadata={
             "dagster/column_schema": dg.TableSchema(
                 columns=[

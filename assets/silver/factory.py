@@ -47,6 +47,7 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name="_".join(spec.ref.key_path),
+        pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
         specs=[
             dg.AssetSpec(
                 key=spec.ref.key_path,
