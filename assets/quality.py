@@ -94,6 +94,16 @@ def suite_checks(
         for outcome in failed:
             log = context.log.error if outcome.severity == "error" else context.log.warning
             log(f"{suite.ref}: {outcome.summary()}")
+        blocking = [outcome for outcome in failed if outcome.severity == "error"]
+        if blocking and suite.ref.layer == "gold" and report.delta_version is not None:
+            # Blocking stops what is built on the table; withdrawing the version stops what reads it directly
+            # (Power BI, Excel): councillors must not see numbers that failed their checks.
+            names = ", ".join(outcome.name for outcome in blocking)
+            state = lake.withdraw(suite.ref, report.delta_version, reason=f"failed {names}")
+            context.log.error(
+                f"{suite.ref}: version {report.delta_version} withdrawn (failed {names}); readers now see "
+                f"version {state.version}, {state.row_count} rows"
+            )
         if run.docs_error:
             context.log.warning(f"{suite.ref}: GX results not kept for Data Docs: {run.docs_error}")
         selected = context.selected_asset_check_keys

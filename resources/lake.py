@@ -279,6 +279,20 @@ class DeltaLake(dg.ConfigurableResource):
             return self._write(ref, data, mode="append", schema_mode="merge")
         return self._write(ref, data, mode="overwrite", schema_mode="merge", predicate=predicate)
 
+    def withdraw(self, ref: TableRef, bad_version: int, reason: str) -> TableState:
+        """Take a version that failed a blocking check out of what readers see, in one new commit: back to
+        the version before it, or, for a table's first version, no rows at all. The bad version stays in the
+        Delta history for whoever investigates."""
+        table = self.delta_table(ref)
+        properties = CommitProperties(
+            custom_metadata={"kpi_lake.withdrawn_version": str(bad_version), "kpi_lake.reason": reason}
+        )
+        if bad_version > 0:
+            table.restore(bad_version - 1, commit_properties=properties)
+        else:
+            table.delete(commit_properties=properties)
+        return self.state(ref, operation="withdraw")
+
     def merge(
         self,
         ref: TableRef,

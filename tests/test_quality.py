@@ -347,6 +347,28 @@ def test_a_corrupted_silver_table_blocks_gold_publication(nightly, fact_suites: 
 
     history = lake.scan(HISTORY).filter(pl.col("table") == FACT.path).collect()
     assert not history.filter(pl.col("check_name") == "gx_kpi_code_not_null")["success"].any()
+    # Readers (Power BI, Excel) do not see the failed numbers either: the first version was withdrawn.
+    assert lake.scan(FACT).select(pl.len()).collect().item() == 0
+    assert lake.last_commit_metadata(FACT)["kpi_lake.withdrawn_version"] == "0"
+
+
+def test_a_failed_gold_version_is_withdrawn_back_to_the_last_good_one(
+    nightly, fact_suites: Path, tmp_path: Path
+):
+    _, _, sample = nightly
+    root = tmp_path / "lake"
+    clean_lake = _lake_with_silver(sample, root, corrupt=False)
+    assert _run_stand_in(clean_lake, fact_suites).success
+    published = clean_lake.scan(FACT).collect()
+    corrupted_lake = _lake_with_silver(sample, root, corrupt=True)
+    assert not _run_stand_in(corrupted_lake, fact_suites).success
+    after = corrupted_lake.scan(FACT).collect()
+    assert after.sort(FACT_KEY_COLUMNS).equals(published.sort(FACT_KEY_COLUMNS))
+    assert corrupted_lake.last_commit_metadata(FACT)["kpi_lake.withdrawn_version"] == "1"
+    assert corrupted_lake.delta_table(FACT).version() == 2  # the bad version stays in the history
+
+
+FACT_KEY_COLUMNS = ["kpi_code", "period_key", "geography_code"]
 
 
 # ---- large tables: only the changed rows ------------------------------------------------------------------------
