@@ -17,14 +17,7 @@ import re
 import polars as pl
 
 from kpi_lake.conform import Conformed, ConformError
-from kpi_lake.conform.parsing import (
-    MISSING_TEXT,
-    SUPPRESSION_CODES,
-    clean_text,
-    parse_number,
-    unparseable_number,
-)
-from kpi_lake.conform.reference import (
+from kpi_lake.conform.bronze_rows import (
     PROBLEM_COLUMN,
     PROBLEM_REASON,
     PROBLEM_VALUE,
@@ -40,6 +33,13 @@ from kpi_lake.conform.reference import (
     quarantine_problems,
     text_or_null,
     typed_frame,
+)
+from kpi_lake.conform.parsing import (
+    MISSING_TEXT,
+    SUPPRESSION_CODES,
+    clean_text,
+    parse_number,
+    unparseable_number,
 )
 from kpi_lake.raw_files import LOADED_AT, PREAMBLE, SOURCE_FILE, SOURCE_ROW
 from kpi_lake.tables import TableRef

@@ -12,15 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from kpi_lake.conform import Conformed
-from kpi_lake.conform.parsing import (
-    MISSING_TEXT,
-    SUPPRESSION_CODES,
-    clean_text,
-    parse_number,
-    suppression_code,
-    unparseable_number,
-)
-from kpi_lake.conform.reference import (
+from kpi_lake.conform.bronze_rows import (
     PROBLEM_COLUMN,
     PROBLEM_REASON,
     PROBLEM_VALUE,
@@ -36,6 +28,14 @@ from kpi_lake.conform.reference import (
     quarantine_problems,
     require_in_files,
     typed_frame,
+)
+from kpi_lake.conform.parsing import (
+    MISSING_TEXT,
+    SUPPRESSION_CODES,
+    clean_text,
+    parse_number,
+    suppression_code,
+    unparseable_number,
 )
 from kpi_lake.raw_files import SOURCE_FILE, SOURCE_ROW, normalise_column_names
 from kpi_lake.tables import TableRef

@@ -12,8 +12,7 @@ from __future__ import annotations
 import polars as pl
 
 from kpi_lake.conform import Conformed
-from kpi_lake.conform.parsing import clean_text, parse_number, unparseable_number
-from kpi_lake.conform.reference import (
+from kpi_lake.conform.bronze_rows import (
     PROBLEM_COLUMN,
     PROBLEM_REASON,
     PROBLEM_VALUE,
@@ -31,6 +30,7 @@ from kpi_lake.conform.reference import (
     text_or_null,
     typed_frame,
 )
+from kpi_lake.conform.parsing import clean_text, parse_number, unparseable_number
 from kpi_lake.raw_files import SOURCE_FILE, SOURCE_ROW
 from kpi_lake.tables import TableRef
 
