@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from resources.landing import LandedFile, LandingZone
+from resources.landing import LandingZone
 
 SAMPLE_DATABASE = "business_systems/council_systems.sqlite"
 
@@ -41,17 +40,12 @@ class BusinessDatabase(dg.ConfigurableResource):
                 f"no business-systems database: set KPI_LAKE_BUSINESS_DB to a SQLAlchemy URL, or put "
                 f"{SAMPLE_DATABASE} in the landing zone (kpi-lake generate writes one)"
             )
-        with self._sqlite(files[0]) as path:
+        with self.landing.open_local(files[0]) as path:
             engine = sa.create_engine(f"sqlite:///{path}")
             try:
                 yield engine
             finally:
                 engine.dispose()
-
-    @contextmanager
-    def _sqlite(self, file: LandedFile) -> Iterator[Path]:
-        with self.landing.open_local(file) as path:
-            yield path
 
     def describe(self) -> str:
         """The URL with any password hidden, for logs."""

@@ -6,14 +6,12 @@ implementation) and writes the fact. The SQL models after it (``kpi_single_view`
 as ``gold.kpi_mart.fact_kpi_value``. Its column tests run as blocking asset checks, like the gold models'.
 """
 
-import hashlib
 import inspect
-import json
 
 import dagster as dg
 import polars as pl
 
-from kpi_lake import rules
+from kpi_lake import rebuild, rules
 from kpi_lake.rules import DIRECTIONS, FACT_COLUMNS, FACT_KEY, RAG_STATUSES, build_fact_kpi_value
 from kpi_lake.sql_models import ColumnTest, evaluate_test
 from kpi_lake.tables import TableRef
@@ -114,11 +112,8 @@ def fact_kpi_value(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.Mat
     if missing:
         raise dg.Failure(description=f"{FACT}: inputs not in the lake yet: {', '.join(missing)}")
     # Work proportional to change: rebuild only when an input has a new Delta version or the rules changed.
-    rules_code = hashlib.sha256(inspect.getsource(rules).encode()).hexdigest()[:16]
-    built_from = json.dumps(
-        {"inputs": {str(ref): lake.version(ref) for ref in INPUTS}, "rules": rules_code}, sort_keys=True
-    )
-    if lake.last_commit_metadata(FACT).get("kpi_lake.built_from") == built_from:
+    built_from = rebuild.fingerprint(lake, INPUTS, inspect.getsource(rules))
+    if rebuild.is_current(lake, FACT, built_from):
         context.log.info(f"{FACT}: inputs and rules unchanged since the last build; nothing to do")
         state = lake.state(FACT, operation="unchanged")
     else:
@@ -126,7 +121,7 @@ def fact_kpi_value(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.Mat
         state = lake.overwrite(
             FACT,
             build_fact_kpi_value(values, kpis, periods, geographies),
-            commit_metadata={"built_from": built_from},
+            commit_metadata={rebuild.BUILT_FROM: built_from},
         )
     metadata = state.to_metadata()
     metadata["dagster/column_schema"] = dg.TableSchema(

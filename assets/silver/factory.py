@@ -1,14 +1,13 @@
 """Build a silver asset from a spec: read bronze lazily, conform with a pure function, write table + quarantine."""
 
-import hashlib
 import inspect
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
 import polars as pl
 
+from kpi_lake import rebuild
 from kpi_lake.conform import Conformed
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake
@@ -32,13 +31,6 @@ class SilverTable:
     @property
     def quarantine_ref(self) -> TableRef:
         return TableRef(self.ref.layer, self.ref.source, f"{self.ref.table}_quarantine")
-
-
-def build_fingerprint(spec: SilverTable, lake: DeltaLake) -> str:
-    """What a build depends on: each input's Delta version and the conform function's source code."""
-    versions = {str(ref): lake.version(ref) for ref in spec.inputs}
-    code = hashlib.sha256(inspect.getsource(inspect.getmodule(spec.conform)).encode()).hexdigest()[:16]
-    return json.dumps({"inputs": versions, "code": code}, sort_keys=True)
 
 
 def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
@@ -82,10 +74,10 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
     def _silver(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterator[dg.MaterializeResult]:
         # Work proportional to change: when every input is at the version this table was last built from,
         # and the conform code is the same, there is nothing to do.
-        built_from = build_fingerprint(spec, lake)
-        if lake.last_commit_metadata(spec.ref).get("kpi_lake.built_from") == built_from and lake.exists(
-            spec.quarantine_ref
-        ):
+        built_from = rebuild.fingerprint(
+            lake, spec.inputs, inspect.getsource(inspect.getmodule(spec.conform))
+        )
+        if rebuild.is_current(lake, spec.ref, built_from) and lake.exists(spec.quarantine_ref):
             context.log.info(f"{spec.ref}: inputs and code unchanged since the last build; nothing to do")
             for ref in (spec.ref, spec.quarantine_ref):
                 yield dg.MaterializeResult(
@@ -108,7 +100,7 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         # The quarantine first, the table last: the table's commit records what it was built from, so a
         # failure in between makes the next run rebuild both.
         quarantine_state = lake.overwrite(spec.quarantine_ref, conformed.quarantine)
-        state = lake.overwrite(spec.ref, rows, commit_metadata={"built_from": built_from})
+        state = lake.overwrite(spec.ref, rows, commit_metadata={rebuild.BUILT_FROM: built_from})
         if conformed.quarantine.height:
             reasons = conformed.quarantine.group_by("reason").len().sort("len", descending=True).head(5)
             context.log.warning(

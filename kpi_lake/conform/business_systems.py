@@ -39,10 +39,6 @@ def _live(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.filter(keep)
 
 
-def _quarter_key(column: str) -> pl.Expr:
-    return financial_quarter_key(column)
-
-
 def _financial_year_key(column: str) -> pl.Expr:
     """ "2024/25" → "FY2024-25" (null for anything else)."""
     parts = pl.col(column).str.strip_chars().str.extract_groups(r"^(\d{4})[/-](\d{2})$")
@@ -105,7 +101,7 @@ def conform_planning(planning_applications: pl.LazyFrame | None) -> Conformed:
         .fill_null(False)
         .alias("decided_in_time"),
         ((pl.col("decided_on") - pl.col("valid_on")).dt.total_days() / 7).alias("weeks_to_decision"),
-        _quarter_key("decided_on").alias("decision_quarter"),
+        financial_quarter_key("decided_on").alias("decision_quarter"),
     )
     return Conformed(rows=rows.select(list(PLANNING_COLUMNS)), quarantine=bad)
 
@@ -155,7 +151,7 @@ def conform_repairs(housing_repairs: pl.LazyFrame | None) -> Conformed:
         ((pl.col("completed_at") - pl.col("reported_at")).dt.total_seconds() / 86_400).alias(
             "days_to_complete"
         ),
-        _quarter_key("completed_at").alias("completion_quarter"),
+        financial_quarter_key("completed_at").alias("completion_quarter"),
     )
     return Conformed(rows=rows.select(list(REPAIR_COLUMNS)), quarantine=bad)
 
@@ -190,7 +186,7 @@ def conform_collections(waste_collection_rounds: pl.LazyFrame | None) -> Conform
         [(pl.col("scheduled_collections") < 0, "scheduled_collections", "negative number of collections")],
         source_table=_bronze("waste_collection_rounds"),
     )
-    rows = good.with_columns(_quarter_key("collection_date").alias("collection_quarter"))
+    rows = good.with_columns(financial_quarter_key("collection_date").alias("collection_quarter"))
     return Conformed(rows=rows.select(list(COLLECTION_COLUMNS)), quarantine=bad)
 
 
@@ -209,7 +205,7 @@ def conform_missed_bins(missed_bin_reports: pl.LazyFrame | None) -> Conformed:
         ],
         source_table=_bronze("missed_bin_reports"),
     )
-    rows = good.with_columns(_quarter_key("collection_date").alias("collection_quarter"))
+    rows = good.with_columns(financial_quarter_key("collection_date").alias("collection_quarter"))
     return Conformed(rows=rows.select(list(MISSED_BIN_COLUMNS)), quarantine=bad)
 
 
@@ -246,7 +242,7 @@ def conform_foi(foi_requests: pl.LazyFrame | None) -> Conformed:
     rows = good.with_columns(
         (pl.col("outcome") == "Withdrawn").fill_null(False).alias("is_withdrawn"),
         working_days.alias("working_days_to_respond"),
-        _quarter_key("received_on").alias("received_quarter"),
+        financial_quarter_key("received_on").alias("received_quarter"),
     ).with_columns(
         (pl.col("working_days_to_respond") <= FOI_DEADLINE_WORKING_DAYS)
         .fill_null(False)
@@ -313,7 +309,7 @@ def conform_sickness(sickness_absence: pl.LazyFrame | None, employees: pl.LazyFr
     )
     rows = good.with_columns(
         (pl.col("working_days_lost") * pl.col("fte")).alias("fte_days_lost"),
-        _quarter_key("first_day").alias("start_quarter"),
+        financial_quarter_key("first_day").alias("start_quarter"),
     )
     return Conformed(rows=rows.select(list(SICKNESS_COLUMNS)), quarantine=bad)
 
@@ -377,7 +373,7 @@ def conform_council_tax_receipts(council_tax_payments: pl.LazyFrame | None) -> C
         .collect()
         .with_columns(
             _financial_year_key("financial_year").alias("period_key"),
-            _quarter_key("paid_on").alias("paid_quarter"),
+            financial_quarter_key("paid_on").alias("paid_quarter"),
         )
     )
     good, bad = _split(
@@ -430,6 +426,6 @@ def conform_service_requests(service_requests: pl.LazyFrame | None) -> Conformed
         )
         .fill_null(False)
         .alias("resolved_within_sla"),
-        _quarter_key("closed_at").alias("closed_quarter"),
+        financial_quarter_key("closed_at").alias("closed_quarter"),
     )
     return Conformed(rows=rows.select(list(SERVICE_REQUEST_COLUMNS)), quarantine=bad)

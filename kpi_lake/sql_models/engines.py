@@ -6,8 +6,6 @@ DuckDB is imported only when a model runs on it: loading models must stay cheap.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -17,6 +15,7 @@ from typing import Any, Protocol
 import polars as pl
 from sqlglot import exp
 
+from kpi_lake import rebuild
 from kpi_lake.sql_models.config import ENGINES
 from kpi_lake.sql_models.loading import SqlModel
 from kpi_lake.sql_models.parsing import (
@@ -236,17 +235,8 @@ def build_model(model: SqlModel, lake: Lake, *, engine: str | None = None) -> Bu
     compiled = compile_model(model, engine)
     # Work proportional to change: a table model whose inputs are at the versions it was built from, with
     # the same SQL, is already right. (Incremental models merge, and an unchanged merge writes nothing.)
-    built_from = json.dumps(
-        {
-            "inputs": {str(ref): lake.version(ref) for ref in compiled.inputs.values()},
-            "sql": hashlib.sha256(f"{compiled.engine}\n{compiled.sql}".encode()).hexdigest()[:16],
-        },
-        sort_keys=True,
-    )
-    if (
-        model.config.materialized != "incremental"
-        and lake.last_commit_metadata(model.ref).get("kpi_lake.built_from") == built_from
-    ):
+    built_from = rebuild.fingerprint(lake, compiled.inputs.values(), f"{compiled.engine}\n{compiled.sql}")
+    if model.config.materialized != "incremental" and rebuild.is_current(lake, model.ref, built_from):
         state = lake.state(model.ref, operation="unchanged")
         return BuildResult(state, compiled.engine, compiled.sql, time.perf_counter() - started, skipped=True)
     missing = [ref for ref in compiled.inputs.values() if not lake.exists(ref)]
@@ -295,7 +285,7 @@ def build_model(model: SqlModel, lake: Lake, *, engine: str | None = None) -> Bu
             keys = list(model.config.unique_key)
             state = lake.merge(model.ref, result, keys, only_if_changed=[c for c in columns if c not in keys])
         else:
-            state = lake.overwrite(model.ref, result, commit_metadata={"built_from": built_from})
+            state = lake.overwrite(model.ref, result, commit_metadata={rebuild.BUILT_FROM: built_from})
     except SqlModelError:
         raise
     except Exception as error:
