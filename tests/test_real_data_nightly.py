@@ -99,7 +99,7 @@ def test_every_real_file_lands_and_none_of_its_rows_is_quarantined(real_lake):
     lake, _, placed = real_lake
     landed: set[str] = set()
     for ref in bronze_refs():
-        if ref.source in {"emissions", "education", "benchmarks", "reference"}:
+        if ref.source in {"emissions", "education", "benchmarks", "reference"} and lake.exists(ref):
             landed |= set(lake.scan(ref).select("_source_file").unique().collect()["_source_file"].to_list())
     assert set(placed) - landed == set(), "real files that reached no bronze table"
     quarantined = {}
@@ -156,14 +156,16 @@ def test_emissions_components_sum_to_each_files_grand_total(real_lake):
         sums = (
             emissions.filter(pl.col("source_file") == name)
             .group_by("local_authority_code", "calendar_year")
-            .agg(pl.col(measure).sum())
+            .agg(pl.col(measure).sum(), pl.col(measure).count().alias("cells"))
         )
         assert sums.height > 0, f"{name}: nothing in silver emissions"
         checked = 0
         for row in sums.iter_rows(named=True):
             key = (row["local_authority_code"], row["calendar_year"])
             if key in totals:
-                assert row[measure] == pytest.approx(totals[key], abs=0.2), (name, key)
+                # Cells are published rounded to 0.1: each may be off by 0.05, and so may the total.
+                tolerance = 0.05 * (row["cells"] + 1) + 1e-9
+                assert row[measure] == pytest.approx(totals[key], abs=tolerance), (name, key)
                 checked += 1
         # Every authority-year with a published grand total is in silver (regional total rows are not).
         assert checked >= 0.9 * sum(1 for code, _ in totals if re.fullmatch(r"[EWSN]\d{8}", code)), name
