@@ -60,18 +60,38 @@ BENCHMARK_COLUMNS = {
     "'Indicator:' title row (else its value column's header).",
     "indicator_code": "Publisher's indicator code where given (Oflog ASC1).",
     "measure": "What is measured: LG Inform measure (Percentage), Oflog grouping (LA_Raw), or a spreadsheet's "
-    "value column header.",
+    "value column header; null where the file has none (Fingertips).",
+    "filters": "The row's breakdown as a JSON object with sorted keys, as in silver education: the file's "
+    "breakdown columns (sex, age, category_type, category, ethnicity … and any other column that tells rows of "
+    "one indicator, area and period apart), blank cells left out, e.g. "
+    '{"age":"All ages","category":"Most deprived decile (IMD2015)","category_type":"County & UA deprivation '
+    'deciles in England (IMD2015)","sex":"Persons"}; {} when the file has no breakdown. Part of the key.',
+    "is_headline": "True for the area's whole-population figure, the one comparator statistics use: every "
+    "breakdown absent or a whole-population value (Persons, All, Total …; so no category), and age absent, "
+    "'All ages', or - where the indicator has no all-ages row - its standard band (the band of most of its "
+    "otherwise-headline rows). Fingertips: Sex=Persons, no Category Type, the indicator's age band.",
     "unit": "Unit as published (LG Inform: Persons …).",
     "value": "The value; null when the file has a marker (NA, x, c …) or a blank instead.",
     "value_note": "Why the value is null, in words with the marker as published ('not available (NA)'), and any "
-    "note the file gives for the row.",
-    "lower_ci": "Lower confidence limit, where published.",
-    "upper_ci": "Upper confidence limit, where published.",
+    "note the file gives for the row (Fingertips' Value note: 'Aggregated from all known lower geography "
+    "values').",
+    "lower_ci": "Lower 95% confidence limit, where published (Fingertips 'Lower CI 95.0 limit').",
+    "upper_ci": "Upper 95% confidence limit, where published.",
+    "lower_ci_99_8": "Lower 99.8% confidence limit, where published (Fingertips 'Lower CI 99.8 limit').",
+    "upper_ci_99_8": "Upper 99.8% confidence limit, where published.",
+    "count": "The count the value is computed from (its numerator), where published (Fingertips Count).",
+    "denominator": "The denominator the value is computed from, where published (Fingertips Denominator).",
     "median": "Median of all councils' values, where published (Oflog MEDIAN).",
     "mads_from_median": "Median absolute deviations from the median, where published (Oflog).",
     "rank": "Rank of the area, where the file publishes one.",
     "rank_order": "Direction the publisher ranks in (Oflog: desc; null where not ranked).",
     "polarity": "Higher is better / Lower is better: as published, or from Oflog's rank order.",
+    "compared_to_england": "The publisher's comparison with England (Fingertips: Better, Similar, Worse, Not "
+    "compared, or a percentile band), where published.",
+    "compared_to_region": "The publisher's comparison with the area's region, where published.",
+    "compared_to_goal": "The publisher's comparison with the indicator's goal, where published.",
+    "recent_trend": "The publisher's recent trend (Fingertips: Increasing, Decreasing, No significant change, "
+    "Cannot be calculated …), where published.",
     "comparator_group": "Group the area is compared within, where published (Oflog: Unitary Authorities …).",
     "source_layout": "Layout the file was read as: long, oflog or spreadsheet (detected from its columns).",
     "source_file": "Landed file (path below the landing zone).",
@@ -112,10 +132,13 @@ SILVER_TABLES = [
         inputs=(INDICATOR_FILES,),
         conform=conform_benchmarks,
         description=(
-            "Comparator indicators from LG Inform-style long files, Oflog exports and ONS spreadsheet exports "
-            "(layout detected per file from its columns), one row per indicator, measure, area and period, "
-            "with confidence limits, median, rank order and polarity where published. Missing values are "
-            "kept as nulls with the reason in value_note; text where a number belongs is quarantined."
+            "Comparator indicators from LG Inform-style long files, OHID Fingertips exports, Oflog exports and "
+            "ONS spreadsheet exports (layout detected per file from its columns), one row per indicator, "
+            "measure, area, period and breakdown (filters: sex, age, category …), with 95% and 99.8% "
+            "confidence limits, count, denominator, comparisons, median, rank order and polarity where "
+            "published; is_headline marks each area's whole-population row. Missing values are kept as nulls "
+            "with the reason in value_note; text where a number belongs and a second row for the same key "
+            "are quarantined."
         ),
         columns=BENCHMARK_COLUMNS,
         primary_key=BENCHMARK_KEY,

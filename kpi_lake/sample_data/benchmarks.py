@@ -1,6 +1,7 @@
 """Benchmarking files comparing Kestrelford with its CIPFA-style comparators (LG Inform long layout,
-Oflog layout, an ONS spreadsheet export) and the reference lookups (wards, authorities, comparators,
-corporate themes). Kestrelford's own figures agree with the other families and with SPAR.net."""
+Oflog layout, an ONS spreadsheet export, an OHID Fingertips export with breakdown rows) and the reference
+lookups (wards, authorities, comparators, corporate themes). Kestrelford's own figures agree with the other
+families and with SPAR.net."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ from kpi_lake.sample_data.spar_net import SparData
 FAMILY = "benchmarks"
 REFERENCE = "reference"
 LG_HEADER = ["area_code", "area_name", "period", "indicator", "measure", "unit", "value"]
+FINGERTIPS_HEADER = ["Indicator ID", "Indicator Name", "Parent Code", "Parent Name", "Area Code", "Area Name",
+                     "Area Type", "Sex", "Age", "Category Type", "Category", "Time period", "Value",
+                     "Lower CI 95.0 limit", "Upper CI 95.0 limit", "Lower CI 99.8 limit", "Upper CI 99.8 limit",
+                     "Count", "Denominator", "Value note", "Recent Trend", "Compared to England value or percentiles",
+                     "Compared to Region value or percentiles", "Time period Sortable", "New data",
+                     "Compared to goal"]  # fmt: skip
+#: The Fingertips indicator the sample exports (smoking prevalence, APS) and its name, with the line break
+#: Fingertips leaves at the end of some names (inside the quotes).
+FINGERTIPS_INDICATOR = ("92443", "Smoking Prevalence in adults (18+) - current smokers (APS)\n")
 OFLOG_HEADER = ["Financial year", "Local authority code", "Local authority name", "Grouping", "Entity_Name", "Region",
                 "Measure", "Code", "Value", "MEDIAN", "MADs_from_median", "rank_order"]  # fmt: skip
 
@@ -193,6 +203,56 @@ def _ons_life_satisfaction(spar: SparData, year: str, rng: np.random.Generator) 
     return rows_csv_text(lines[0], lines[1:], line_terminator="\r\n")
 
 
+def _fingertips_smoking(spar: SparData, rng: np.random.Generator) -> list[list[str]]:
+    """An OHID Fingertips export: each council's headline figure (Persons, 18+ yrs, no category) with its
+    95% and 99.8% limits, count and denominator, then Male and Female rows and, for England, deprivation
+    deciles - the breakdown rows silver keeps beside the headline and the mart's comparisons leave aside.
+    Kestrelford's headline is SPAR.net's PH363."""
+    code, name = FINGERTIPS_INDICATOR
+    deciles = ("Most deprived decile (IMD2019)", "Second most deprived decile (IMD2019)",
+               "Least deprived decile (IMD2019)")  # fmt: skip
+    category_type = "County & UA deprivation deciles in England (IMD2019)"
+    rows: list[list[str]] = []
+
+    def row(area: tuple[str, str, str], sex: str, category: tuple[str, str], year: str, value: float,
+            base: int) -> list[str]:  # fmt: skip
+        count = round(value * base / 100)
+        half_95 = 1.96 * np.sqrt(value * (100 - value) / base)
+        half_998 = 3.09 * np.sqrt(value * (100 - value) / base)
+        note = "Aggregated from all known lower geography values" if category[0] else ""
+        compared = "Not compared" if area[2] == "Country" else ("Better" if value < 12.9 else "Similar")
+        return [code, name, "" if area[2] == "Country" else COUNTRY_CODE, "" if area[2] == "Country" else "England",
+                area[0], area[1], area[2], sex, "18+ yrs", category[0], category[1], year, f"{value:.6f}",
+                f"{value - half_95:.6f}", f"{value + half_95:.6f}", f"{value - half_998:.6f}",
+                f"{value + half_998:.6f}", str(count), str(base), note, "", compared, "Not compared",
+                f"{year}0000", "", ""]  # fmt: skip
+
+    for year in ("2020", "2021", "2022", "2023", "2024"):
+        own = spar.values.get(("PH363", year))
+        if own is None:
+            continue
+        areas = [((c.code, c.name, "County & UA"), c) for c in sorted(ALL_COUNCILS, key=lambda c: c.code)]
+        for area, council in [((COUNTRY_CODE, "England", "Country"), None), *areas]:
+            if council is OWN:
+                value = float(own)
+            elif council is None:
+                value = 12.9 + rng.normal(0, 0.2)
+            else:
+                value = _comparator(float(own), council, spread=1.5, better=-1, rng=rng, lo=3.0, hi=30.0)
+            base = int(rng.integers(450, 650)) if council is not None else 160000
+            rows.append(row(area, "Persons", ("", ""), year, value, base))
+            for sex, shift in (("Male", 1.8), ("Female", -1.6)):
+                rows.append(
+                    row(area, sex, ("", ""), year, max(value + shift + rng.normal(0, 0.6), 1.0), base // 2)
+                )
+            if council is None:
+                for i, decile in enumerate(deciles):
+                    rows.append(
+                        row(area, "Persons", (category_type, decile), year, value + 6.0 - 3.5 * i, base // 10)
+                    )
+    return rows
+
+
 def _ward_lookup() -> pl.DataFrame:
     codes, names, lads, lad_names = [], [], [], []
     for w in WARDS:
@@ -260,6 +320,13 @@ def write_benchmarks(
         data = encode_text(text, final_newline=False)
         writer.write_bytes(f"{FAMILY}/ons_life_satisfaction_table1_{_fy_dash(year)}.csv", data)
         n += text.count("\r\n") - 6
+    # Its own random stream, so adding it changed none of the files above.
+    fingertips = _fingertips_smoking(spar, rng_for(seed, FAMILY, "fingertips"))
+    writer.write_bytes(
+        f"{FAMILY}/fingertips_indicators-CountyUA.data.csv",
+        encode_text(rows_csv_text(FINGERTIPS_HEADER, fingertips, line_terminator="\r\n")),
+    )
+    n += len(fingertips)
 
     wards = _ward_lookup()
     writer.write_bytes(f"{REFERENCE}/ward_lookup.csv", encode_text(csv_text(wards)))
