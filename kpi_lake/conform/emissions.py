@@ -178,6 +178,8 @@ WIDE_SECTOR_TOTALS: dict[str, str] = {
     "waste_management_total": "Waste Management",
     "waste_total": "Waste Management",
 }
+#: What a sector total is called when it is the sector's only column, so one of its components.
+_SECTOR_TOTAL_NAMES = {"lulucf_net_emissions": "LULUCF Net Emissions", "lulucf_total": "LULUCF Net Emissions"}
 _SECTOR_WORDS = (
     ("public_sector", "Public Sector"),
     ("industry_and_commercial", "Industry and Commercial"),
@@ -526,7 +528,7 @@ def _wide_layout(rows: pl.DataFrame, emission_columns: list[str], grand: str) ->
     # A sector published by its total alone (the 2005-17 tables' "N. LULUCF Net Emissions") is a component.
     for column, sector in list(totals.items()):
         if not any(s == sector for s, _ in components.values()):
-            components[column] = (sector, humanise(_wide_key(column)).replace("Lulucf", "LULUCF"))
+            components[column] = (sector, _SECTOR_TOTAL_NAMES.get(_wide_key(column), humanise(column)))
             del totals[column]
     return WideLayout(components, totals)
 
