@@ -9,11 +9,14 @@ EMISSIONS_COLUMNS = {
     "local_authority_code": "ONS code of the local authority (E06000005 Darlington).",
     "local_authority_name": "The authority's name as the release prints it.",
     "calendar_year": "Calendar year of the emissions.",
-    "sector": "DESNZ sector in the current release's words (Industry, Commercial, Public Sector, Domestic, "
-    "Transport, LULUCF, Agriculture, Waste management).",
+    "sector": "DESNZ sector in its releases' words whatever the file's spelling (Industry, Commercial, Public "
+    "Sector, Domestic, Transport, LULUCF, Agriculture, Waste Management; 'Industry and Commercial' in the 2005-17 "
+    "tables).",
     "sub_sector": "DESNZ sub-sector in the current release's words; older names are mapped where they correspond "
-    "(\"Industry 'Other Fuels'\" → \"Industry 'Other'\"). Wide tables' total, population and area columns "
-    "are never rows.",
+    "(\"Industry 'Other Fuels'\" → \"Industry 'Other'\"). Components only: a wide table's totals (found by "
+    "name and by their numbers, e.g. 'LULUCF Net Emissions' after its six 'Net Emissions: …' parts), population "
+    "and area columns are never rows, and each authority-year adds up to the file's Grand Total or is "
+    "quarantined with the gap.",
     "greenhouse_gas": "CO2, CH4 or N2O; CO2 for the CO2-only releases.",
     "territorial_kt_co2e": "Territorial emissions, kt CO2e (kt CO2 in CO2-only releases). Negative for LULUCF "
     "sinks. Null where the release publishes only the within-scope measure (the wide 'subset' tables).",

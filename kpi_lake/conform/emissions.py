@@ -9,6 +9,9 @@ overlap only the newest counts, so a year's total is never the sum of two releas
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import polars as pl
 
 from kpi_lake.conform import Conformed
@@ -78,71 +81,138 @@ _AREA = ("area_km2",)
 _REGION = ("region", "region_country")
 
 # Wide tables: identifying columns, then the columns that are not emissions of one sub-sector.
-_WIDE_CODE = ("code", "local_authority_code", "la_code")
-_WIDE_NAME = ("local_authority", "local_authority_name", "la_name")
+_WIDE_CODE = ("code", "local_authority_code", "la_code", "lad14cd")
+_WIDE_NAME = ("local_authority", "local_authority_name", "la_name", "lad14nm")
 _WIDE_YEAR = ("year", "calendar_year")
-_WIDE_IDENTIFIERS = {"region_country", "region", "country", "second_tier_authority", "notes"}
+_WIDE_IDENTIFIERS = {"region_country", "region", "country", "second_tier_authority", "notes", "name"}
+_GRAND_TOTAL = ("grand_total", "total_for_all_sectors", "total_emissions")
+
+#: DESNZ's sectors, in the words of its releases ("Industry and Commercial" is the 2005-17 CO2 tables' sector,
+#: before Industry and Commercial were published apart). Sector names are matched whatever their case.
+DESNZ_SECTORS = (
+    "Industry",
+    "Commercial",
+    "Industry and Commercial",
+    "Public Sector",
+    "Domestic",
+    "Transport",
+    "LULUCF",
+    "Agriculture",
+    "Waste Management",
+)
+_SECTOR_SPELLINGS = {name.lower(): name for name in DESNZ_SECTORS} | {"waste": "Waste Management"}
+
+
+def desnz_sector(sector: pl.Expr) -> pl.Expr:
+    """A long file's sector in DESNZ's vocabulary whatever its case or padding ("Waste" and "Waste management"
+    are "Waste Management"); a sector DESNZ never used keeps its name (and the quality suite flags it)."""
+    text = clean_text(sector).str.replace_all(r"\s+", " ")
+    return text.str.to_lowercase().replace_strict(_SECTOR_SPELLINGS, default=text, return_dtype=pl.String)
+
+
+def _wide_key(column: str) -> str:
+    """A wide header without its decorations: the 2005-17 tables' letter prefix ("A. Industry and Commercial
+    Electricity"), a footnote mark or "[note 3]", and the "Net Emissions:" of LULUCF components."""
+    key = re.sub(r"^[a-n]_(?=[a-z]{3})", "", column)
+    key = re.sub(r"_(?:note_?)?\d$", "", key)
+    return key.removeprefix("net_emissions_")
 
 
 def _not_emissions(column: str) -> bool:
-    """Sector totals, the grand total, population, per-capita, area and per-km² columns are not sub-sectors:
-    unpivoting them as rows would count the same emissions twice."""
-    return (
-        column.endswith("_total")
-        or column == "grand_total"
-        or column.startswith(("population", "per_capita", "area", "emissions_per"))
-        or "per_km2" in column
-    )
+    """Population, per-capita, area and per-km² columns describe the authority, not a source of emissions."""
+    return column.startswith(("population", "per_capita", "area", "emissions_per")) or "per_km2" in column
 
 
-#: Wide sub-sector columns in the current long release's sector and sub-sector names. "Agriculture" was
-#: one sub-sector of Industry in the CO2 tables; the GHG release splits it differently, so it keeps its name.
+#: Wide sub-sector columns in the current long release's sector and sub-sector names (keys as ``_wide_key``
+#: leaves them). "Agriculture" alone is a sub-sector of the CO2 tables' Industry (their Industry Total counts
+#: it); the GHG tables publish an Agriculture sector of their own.
 WIDE_SUB_SECTORS: dict[str, tuple[str, str]] = {
     "industry_electricity": ("Industry", "Industry Electricity"),
     "industry_gas": ("Industry", "Industry Gas"),
     "industry_other_fuels": ("Industry", "Industry 'Other'"),
+    "industry_other": ("Industry", "Industry 'Other'"),
     "large_industrial_installations": ("Industry", "Large Industrial Installations"),
     "agriculture": ("Industry", "Agriculture"),
+    "industry_and_commercial_electricity": ("Industry and Commercial", "Industry and Commercial Electricity"),
+    "industry_and_commercial_gas": ("Industry and Commercial", "Industry and Commercial Gas"),
+    "industrial_and_commercial_other_fuels": ("Industry and Commercial", "Industry and Commercial 'Other'"),
     "commercial_electricity": ("Commercial", "Commercial Electricity"),
     "commercial_gas": ("Commercial", "Commercial Gas"),
     "commercial_other_fuels": ("Commercial", "Commercial 'Other'"),
+    "commercial_other": ("Commercial", "Commercial 'Other'"),
     "public_sector_electricity": ("Public Sector", "Public Sector Electricity"),
     "public_sector_gas": ("Public Sector", "Public Sector Gas"),
     "public_sector_other_fuels": ("Public Sector", "Public Sector 'Other'"),
+    "public_sector_other": ("Public Sector", "Public Sector 'Other'"),
     "domestic_electricity": ("Domestic", "Domestic Electricity"),
     "domestic_gas": ("Domestic", "Domestic Gas"),
     "domestic_other_fuels": ("Domestic", "Domestic 'Other'"),
+    "domestic_other": ("Domestic", "Domestic 'Other'"),
     "road_transport_a_roads": ("Transport", "Road Transport (A roads)"),
     "road_transport_motorways": ("Transport", "Road Transport (Motorways)"),
     "road_transport_minor_roads": ("Transport", "Road Transport (Minor roads)"),
     "diesel_railways": ("Transport", "Diesel Railways"),
+    "railways": ("Transport", "Diesel Railways"),
     "transport_other": ("Transport", "Transport 'Other'"),
-    "lulucf_net_emissions": ("LULUCF", "LULUCF Net Emissions"),
+    "road_transport_other": ("Transport", "Transport 'Other'"),
+    "forest_land": ("LULUCF", "Forest land"),
+    "forestry": ("LULUCF", "Forest land"),
+    "cropland": ("LULUCF", "Cropland"),
+    "grassland": ("LULUCF", "Grassland"),
+    "wetlands": ("LULUCF", "Wetlands"),
+    "settlements": ("LULUCF", "Settlements"),
+    "harvested_wood_products": ("LULUCF", "Harvested Wood Products"),
 }
-#: Sources the "subset" (within the scope of influence of local authorities) tables leave out; a wide file
-#: without any of them holds within-scope emissions, not territorial ones.
-_OUTSIDE_SCOPE = {"road_transport_motorways", "diesel_railways", "lulucf_net_emissions"}
+#: Sector totals by name (the grand total apart); any other column equal to the sum of its sector's other
+#: columns is found by its numbers.
+WIDE_SECTOR_TOTALS: dict[str, str] = {
+    "industry_total": "Industry",
+    "commercial_total": "Commercial",
+    "industry_and_commercial_total": "Industry and Commercial",
+    "public_sector_total": "Public Sector",
+    "domestic_total": "Domestic",
+    "transport_total": "Transport",
+    "lulucf_net_emissions": "LULUCF",
+    "lulucf_total": "LULUCF",
+    "agriculture_total": "Agriculture",
+    "waste_management_total": "Waste Management",
+    "waste_total": "Waste Management",
+}
+#: What a sector total is called when it is the sector's only column, so one of its components.
+_SECTOR_TOTAL_NAMES = {"lulucf_net_emissions": "LULUCF Net Emissions", "lulucf_total": "LULUCF Net Emissions"}
 _SECTOR_WORDS = (
     ("public_sector", "Public Sector"),
-    ("industry", "Industry"),
+    ("industry_and_commercial", "Industry and Commercial"),
+    ("industrial_and_commercial", "Industry and Commercial"),
+    ("industr", "Industry"),
+    ("large_industrial", "Industry"),
     ("commercial", "Commercial"),
     ("domestic", "Domestic"),
     ("road_transport", "Transport"),
     ("transport", "Transport"),
     ("diesel", "Transport"),
+    ("rail", "Transport"),
     ("lulucf", "LULUCF"),
+    ("forest", "LULUCF"),
     ("agriculture", "Agriculture"),
-    ("waste", "Waste management"),
+    ("waste", "Waste Management"),
 )
+#: Sources the "subset" (within the scope of influence of local authorities) tables leave out; a wide file
+#: with any of them holds territorial emissions.
+_OUTSIDE_SCOPE = {"road_transport_motorways", "diesel_railways", "railways"}
 
 
-def _wide_sub_sector(column: str) -> tuple[str, str]:
-    """Sector and sub-sector of a wide column; a column this release list does not know is named from its
-    header, under the sector its name starts with."""
-    if column in WIDE_SUB_SECTORS:
-        return WIDE_SUB_SECTORS[column]
-    sector = next((name for prefix, name in _SECTOR_WORDS if column.startswith(prefix)), "Other")
-    return sector, humanise(column)
+def _wide_sub_sector(key: str, keys: set[str]) -> tuple[str | None, str]:
+    """Sector and sub-sector of a wide column; a column the list does not know is named from its header,
+    under the sector its name starts with (None: no DESNZ sector fits, its cells go to quarantine)."""
+    if key == "agriculture" and "agriculture_total" in keys:
+        return "Agriculture", "Agriculture"
+    if key == "agriculture" and "industry_and_commercial_total" in keys:
+        return "Industry and Commercial", "Agriculture"
+    if key in WIDE_SUB_SECTORS:
+        return WIDE_SUB_SECTORS[key]
+    sector = next((name for prefix, name in _SECTOR_WORDS if key.startswith(prefix)), None)
+    return sector, humanise(key).replace(" other", " 'Other'")
 
 
 def current_sub_sector_name(sub_sector: pl.Expr) -> pl.Expr:
@@ -278,7 +348,7 @@ def _conform_long(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
                 _authority_code(pick["code"], pick["name"]).alias("local_authority_code"),
                 text_or_null(pick["name"]).alias("local_authority_name"),
                 clean_text(pick["year"]).cast(pl.Int32).alias("calendar_year"),
-                clean_text(pick["sector"]).alias("sector"),
+                desnz_sector(pl.col(pick["sector"])).alias("sector"),
                 current_sub_sector_name(pl.col(pick["sub_sector"])).alias("sub_sector"),
                 (clean_text("greenhouse_gas") if is_ghg else pl.lit("CO2")).alias("greenhouse_gas"),
                 _number(pick["territorial"]).alias("territorial_kt_co2e"),
@@ -295,17 +365,16 @@ def _conform_long(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
 def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     bronze = load_bronze(frame)
     filled = filled_columns(bronze)
-    require_in_files(filled, [_WIDE_CODE, _WIDE_NAME, _WIDE_YEAR], what=str(CO2_WIDE))
+    require_in_files(filled, [_WIDE_CODE, _WIDE_NAME, _WIDE_YEAR, _GRAND_TOTAL], what=str(CO2_WIDE))
     frames, problems = [], []
     for file, columns in filled.items():
         code, name = first_present(columns, _WIDE_CODE), first_present(columns, _WIDE_NAME)
-        year = first_present(columns, _WIDE_YEAR)
+        year, grand = first_present(columns, _WIDE_YEAR), first_present(columns, _GRAND_TOTAL)
         population, area = first_present(columns, _POPULATION), first_present(columns, _AREA)
-        identifiers = {code, name, year} | _WIDE_IDENTIFIERS
-        sub_sectors = sorted(c for c in columns if c not in identifiers and not _not_emissions(c))
-        if not sub_sectors:
+        identifiers = {code, name, year, grand} | _WIDE_IDENTIFIERS
+        emission_columns = sorted(c for c in columns if c not in identifiers and not _not_emissions(c))
+        if not emission_columns:
             require_in_files(filled, [tuple(WIDE_SUB_SECTORS)], what=str(CO2_WIDE), files=[file])
-        layout = WIDE_FULL if _OUTSIDE_SCOPE & set(sub_sectors) else WIDE_SUBSET
         rows = bronze.filter(pl.col(SOURCE_FILE) == file)
         rows = rows.filter(~_aggregate_row(name, first_present(columns, ("region_country", "region"))))
         row_problems = find_problems(
@@ -318,11 +387,20 @@ def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
             ],
         )
         rows = rows.join(row_problems, on=ROW_ID, how="anti")
+        layout = _wide_layout(rows, emission_columns, grand)
+        gaps = _reconcile(rows, layout, grand)
+        rows = rows.join(gaps, on=ROW_ID, how="anti")
+        is_full = bool(_OUTSIDE_SCOPE & {_wide_key(c) for c in layout.components}) or "LULUCF" in {
+            sector for sector, _ in layout.components.values()
+        } | set(layout.totals.values())
+        sub_sectors = list(layout.components)
         sectors = pl.DataFrame(
-            [(column, *_wide_sub_sector(column)) for column in sub_sectors],
-            schema=["_column", "sector", "sub_sector"],
+            [(column, *layout.components[column]) for column in sub_sectors],
+            schema={"_column": pl.String, "sector": pl.String, "sub_sector": pl.String},
             orient="row",
         )
+        # A pseudo-authority has no population or area: the files print 0 for them.
+        placed = clean_text(code).is_not_null()
         cells = (
             rows.lazy()
             .select(
@@ -332,8 +410,8 @@ def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
                 _authority_code(code, name).alias("local_authority_code"),
                 text_or_null(name).alias("local_authority_name"),
                 clean_text(year).cast(pl.Int32).alias("calendar_year"),
-                _number(population).alias("population_thousands"),
-                _number(area).alias("area_km2"),
+                pl.when(placed).then(_number(population)).alias("population_thousands"),
+                pl.when(placed).then(_number(area)).alias("area_km2"),
                 *sub_sectors,
             )
             .unpivot(
@@ -354,19 +432,23 @@ def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
             .join(sectors.lazy(), on="_column")
             .collect()
         )
-        bad_cells = cells.filter(unparseable_number("_text"))
+        bad_cells = cells.filter(unparseable_number("_text") | pl.col("sector").is_null())
         problems += [
             row_problems,
+            gaps,
             bad_cells.select(
                 ROW_ID,
                 pl.col("_column").alias(PROBLEM_COLUMN),
                 pl.col("_text").alias(PROBLEM_VALUE),
-                pl.lit("emissions value is not a number").alias(PROBLEM_REASON),
+                pl.when(pl.col("sector").is_null())
+                .then(pl.format("no DESNZ sector for the column {}", "_column"))
+                .otherwise(pl.lit("emissions value is not a number"))
+                .alias(PROBLEM_REASON),
             ),
         ]
-        measure = "within_scope_kt_co2e" if layout == WIDE_SUBSET else "territorial_kt_co2e"
+        measure = "territorial_kt_co2e" if is_full else "within_scope_kt_co2e"
         frames.append(
-            cells.filter(~unparseable_number("_text")).select(
+            cells.join(bad_cells.select(ROW_ID, "_column"), on=[ROW_ID, "_column"], how="anti").select(
                 ROW_ID,
                 SOURCE_FILE,
                 SOURCE_ROW,
@@ -382,12 +464,109 @@ def _conform_wide(frame: pl.LazyFrame | None) -> tuple[pl.DataFrame, pl.DataFram
                 ),
                 "population_thousands",
                 "area_km2",
-                pl.lit(layout).alias("_layout"),
+                pl.lit(WIDE_FULL if is_full else WIDE_SUBSET).alias("_layout"),
                 "_column",
             )
         )
     rows = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
     return _release_rows(rows, problems, bronze, filled, CO2_WIDE)
+
+
+@dataclass(frozen=True)
+class WideLayout:
+    """A wide file's emission columns: components (column → sector, sub-sector) and the totals that sum
+    them (column → sector), named or found by their numbers."""
+
+    components: dict[str, tuple[str | None, str]]
+    totals: dict[str, str]
+
+
+def _rounding(n_cells: int, decimals: pl.Expr) -> pl.Expr:
+    """How far a sum of ``n_cells`` rounded cells can be from its rounded total: half a unit of the last
+    printed decimal for each cell and for the total."""
+    return pl.lit(0.5) * pl.lit(10.0).pow(-decimals) * (n_cells + 1) + 1e-9
+
+
+def _decimals(columns: list[str]) -> pl.Expr:
+    """The most decimals any of these cells prints (a row of "12.3" cells is rounded to 0.1)."""
+    return pl.max_horizontal(
+        clean_text(c).str.extract(r"\.(\d+)$").str.len_chars().fill_null(0) for c in columns
+    ).cast(pl.Float64)
+
+
+def _sum(columns: list[str]) -> pl.Expr:
+    return pl.sum_horizontal(parse_number(c).fill_null(0.0) for c in columns) if columns else pl.lit(0.0)
+
+
+def _wide_layout(rows: pl.DataFrame, emission_columns: list[str], grand: str) -> WideLayout:
+    """Which columns are components and which are totals. A total is recognised by its name, and also by its
+    numbers whatever its name: a column equal, in (nearly) every row, to the sum of two or more other columns
+    of one sector is their total, not one more source."""
+    keys = {column: _wide_key(column) for column in emission_columns}
+    totals = {c: WIDE_SECTOR_TOTALS[k] for c, k in keys.items() if k in WIDE_SECTOR_TOTALS}
+    components = {c: _wide_sub_sector(k, set(keys.values())) for c, k in keys.items() if c not in totals}
+    decimals = _decimals([*emission_columns, grand])
+    if rows.height:
+        sectors = sorted({s for s, _ in components.values() if s})
+        for column, (own, _) in sorted(components.items()):
+            for sector in [own] if own else sectors:
+                others = [
+                    c for c, (s, _) in components.items() if s == sector and c != column and c not in totals
+                ]
+                if len(others) < 2:
+                    continue
+                matches = rows.select(
+                    close=(
+                        (parse_number(column) - _sum(others)).abs() <= _rounding(len(others), decimals)
+                    ).mean(),
+                    used=(parse_number(column).abs() > 0).any(),
+                ).row(0, named=True)
+                if matches["used"] and (matches["close"] or 0) >= 0.99:
+                    totals[column] = sector
+                    break
+    components = {c: v for c, v in components.items() if c not in totals}
+    # A sector published by its total alone (the 2005-17 tables' "N. LULUCF Net Emissions") is a component.
+    for column, sector in list(totals.items()):
+        if not any(s == sector for s, _ in components.values()):
+            components[column] = (sector, _SECTOR_TOTAL_NAMES.get(_wide_key(column), humanise(column)))
+            del totals[column]
+    return WideLayout(components, totals)
+
+
+def _reconcile(rows: pl.DataFrame, layout: WideLayout, grand: str) -> pl.DataFrame:
+    """Rows whose components do not add up to their sector totals or to the Grand Total, beyond the rounding
+    of the cells, with the gap. Rows with unreadable cells are quarantined cell by cell instead."""
+    everything = [*layout.components, *layout.totals, grand]
+    decimals = _decimals(everything)
+    unreadable = pl.any_horizontal(unparseable_number(c) for c in everything)
+    checks = [(grand, "Grand Total", list(layout.components))] + [
+        (total, f"the {sector} total", [c for c, (s, _) in layout.components.items() if s == sector])
+        for total, sector in sorted(layout.totals.items())
+    ]
+    found = []
+    for total, what, parts in checks:
+        gap = _sum(parts) - parse_number(total)
+        tolerance = _rounding(len(parts), decimals)
+        found.append(
+            rows.filter(~unreadable & parse_number(total).is_not_null() & (gap.abs() > tolerance)).select(
+                ROW_ID,
+                pl.lit(total).alias(PROBLEM_COLUMN),
+                clean_text(total).alias(PROBLEM_VALUE),
+                pl.format(
+                    "the {} components add up to {} kt but {} ({}) is {}: a gap of {} kt, more than the ±{} kt "
+                    "the rounding of the cells allows",
+                    pl.lit(len(parts)),
+                    _sum(parts).round(3),
+                    pl.lit(what),
+                    pl.lit(total),
+                    parse_number(total),
+                    gap.round(3),
+                    tolerance.round(3),
+                ).alias(PROBLEM_REASON),
+            )
+        )
+    # One reason per row is enough: the first check that fails (the Grand Total's, when it does).
+    return pl.concat(found).unique(ROW_ID, keep="first", maintain_order=True)
 
 
 def _release_rows(

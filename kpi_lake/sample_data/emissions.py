@@ -1,5 +1,6 @@
 """DESNZ local authority greenhouse-gas statistics for Kestrelford and its comparators: the current
-long CSV (2005-2023, CO2/CH4/N2O) and the legacy wide CO2 "subset" table (2005-2019) it replaced."""
+long CSV (2005-2023, CO2/CH4/N2O) and the legacy wide CO2 tables (2005-2019) it replaced, the "subset"
+(within the scope of influence) and the "full" table (territorial, land use included)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,50 @@ WIDE_TOTALS = (
     ("Public Sector Total", 8, 11),
     ("Domestic Total", 11, 14),
     ("Transport Total", 14, 17),
+)
+
+# The full table of the same release: territorial CO2 of every source, motorways, diesel railways and large
+# industrial installations included, and land use as six "Net Emissions: …" components followed by their
+# total, "LULUCF Net Emissions", before the Grand Total (which counts the components once).
+FULL_FILE = f"{FAMILY}/2005-19_UK_local_and_regional_CO2_emissions.csv"
+FULL_TITLE = (
+    '"Local Authority territorial carbon dioxide (CO2) emissions estimates 2005-2019 (kt CO2) - Full dataset"'
+)
+FULL_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    *WIDE_COLUMNS[:14],
+    ("Road Transport (A roads)", ("Road Transport (A roads)",)),
+    ("Road Transport (Motorways)", ("Road Transport (Motorways)",)),
+    ("Road Transport (Minor roads)", ("Road Transport (Minor roads)",)),
+    ("Diesel Railways", ("Diesel Railways",)),
+    ("Transport Other", ("Transport 'Other'",)),
+    ("Net Emissions: Forest land", ("Forest land",)),
+    ("Net Emissions: Cropland", ("Cropland",)),
+    ("Net Emissions: Grassland", ("Grassland",)),
+    ("Net Emissions: Wetlands", ("Wetlands",)),
+    ("Net Emissions: Settlements", ("Settlements",)),
+    ("Net Emissions: Harvested Wood Products", ("Harvested Wood Products",)),
+)
+FULL_TOTALS = (*WIDE_TOTALS[:4], ("Transport Total", 14, 19), ("LULUCF Net Emissions", 19, 25))
+FULL_HEADER = (
+    "Region/Country,Second Tier Authority,Local Authority,Code,Year,Industry Electricity,Industry Gas ,"
+    "Industry 'Other Fuels',Large Industrial Installations,Agriculture,Industry Total,Commercial Electricity,"
+    "Commercial Gas ,Commercial 'Other Fuels',Commercial Total,Public Sector Electricity,Public Sector Gas ,"
+    "Public Sector 'Other Fuels',Public Sector Total,Domestic Electricity,Domestic Gas,Domestic 'Other Fuels',"
+    "Domestic Total,Road Transport (A roads),Road Transport (Motorways),Road Transport (Minor roads),"
+    "Diesel Railways,Transport Other,Transport Total,Net Emissions: Forest land,Net Emissions: Cropland,"
+    "Net Emissions: Grassland,Net Emissions: Wetlands,Net Emissions: Settlements,"
+    "Net Emissions: Harvested Wood Products,LULUCF Net Emissions,"
+    'Grand Total,"Population                                              (\'000s, mid-year estimate)",'
+    "Per Capita Emissions (t),Area (km2),Emissions per km2 (kt)"
+)
+#: Authorities outside the council's comparator set that only the full table carries: large, wooded and
+#: thinly populated, so that once land use is counted they are net carbon sinks (negative net emissions), as
+#: DESNZ publishes for some real ones. (code, name, region, population in thousands, area in km², forest
+#: sink per km² in kt, the share of Kestrelford's other emissions per resident they emit.)
+SINK_AUTHORITIES = (
+    ("E06000057", "Northumberland", "North East", 316.0, 5013.0, 0.75, 1.0),
+    ("S12000035", "Argyll and Bute", "Scotland", 86.0, 6909.0, 0.55, 1.1),
+    ("S12000017", "Highland", "Scotland", 235.0, 25657.0, 0.30, 1.2),
 )
 
 
@@ -301,19 +346,28 @@ def _wide_number(value: float) -> str:
     return f"{value:,.1f}"
 
 
-def _wide_rows(long: pl.DataFrame) -> list[list[str]]:
+def _wide_rows(
+    long: pl.DataFrame,
+    columns: tuple[tuple[str, tuple[str, ...]], ...] = WIDE_COLUMNS,
+    totals_at: tuple[tuple[str, int, int], ...] = WIDE_TOTALS,
+    measure: str = "CO2 emissions within the scope of influence of LAs (kt CO2e)",
+    extra: tuple[tuple[str, str, str, float, float, float, float], ...] = (),
+    seed: int = 0,
+) -> list[list[str]]:
+    """A wide CO2 table's rows from the long file's CO2: one column per sub-sector (``columns``), each sector's
+    total after its last component (``totals_at``), then the Grand Total, population, per-capita, area and
+    per-km² columns; region, England and National total rows as DESNZ prints them."""
     co2 = long.filter(
         (pl.col("Greenhouse gas") == "CO2")
         & pl.col("Calendar Year").is_in(WIDE_YEARS.tolist())
         & pl.col("Local Authority Code").is_not_null()
     )
-    scope = "CO2 emissions within the scope of influence of LAs (kt CO2e)"
     wide = (
         co2.group_by("Local Authority Code", "Calendar Year")
         .agg(
             *[
-                pl.col(scope).filter(pl.col("LA GHG Sub-sector").is_in(list(subs))).sum().alias(name)
-                for name, subs in WIDE_COLUMNS
+                pl.col(measure).filter(pl.col("LA GHG Sub-sector").is_in(list(subs))).sum().alias(name)
+                for name, subs in columns
             ],
             pl.col("Mid-year Population (thousands)").first().alias("population"),
             pl.col("Area (km2)").first().alias("area"),
@@ -321,22 +375,38 @@ def _wide_rows(long: pl.DataFrame) -> list[list[str]]:
         .sort("Local Authority Code", "Calendar Year")
     )
     values = {(r["Local Authority Code"], r["Calendar Year"]): r for r in wide.iter_rows(named=True)}
-    names = [name for name, _ in WIDE_COLUMNS]
+    names = [name for name, _ in columns]
 
     def line(
         label: tuple[str, str, str, str], year: int, parts: np.ndarray, pop: float, area: float
     ) -> list[str]:
-        cells = list(parts)
-        totals = [sum(parts[a:b]) for _, a, b in WIDE_TOTALS]
+        # Cells are rounded to 0.1 kt as printed; each total is the rounded sum of the unrounded parts.
+        ordered: list[float] = []
+        totals = [sum(parts[first:last]) for _, first, last in totals_at]
+        done = 0
+        for total, (_, _, last) in zip(totals, totals_at, strict=True):
+            ordered += [*parts[done:last], total]
+            done = last
         grand = sum(totals)
-        ordered = [
-            *cells[0:5], totals[0], *cells[5:8], totals[1], *cells[8:11], totals[2],
-            *cells[11:14], totals[3], *cells[14:17], totals[4], grand,
-        ]  # fmt: skip
+        ordered.append(grand)
         per_cap = grand / pop if pop else 0.0
         per_km2 = grand / area if area else 0.0
         return [*label, str(year), *(_wide_number(v) for v in ordered), _wide_number(pop), _wide_number(per_cap),
                 _wide_number(area), _wide_number(per_km2)]  # fmt: skip
+
+    # Net sinks (only in the full table): Kestrelford's emissions per resident, and a forest sink by area.
+    sinks: dict[str, list[tuple[str, str, list[tuple[int, np.ndarray, float, float]]]]] = {}
+    rng = rng_for(seed, FAMILY, "sinks")
+    forest = names.index("Net Emissions: Forest land") if extra else -1
+    for code, name, region, pop, area, sink_per_km2, share in extra:
+        rows_of = []
+        for year in WIDE_YEARS:
+            own = values[(OWN.code, int(year))]
+            parts = np.array([own[n] for n in names]) * pop / own["population"] * share
+            parts *= rng.normal(1.0, 0.05, len(names))
+            parts[forest] = -sink_per_km2 * area * rng.normal(1.0, 0.03)
+            rows_of.append((int(year), parts, pop * (1.002 ** (int(year) - 2019)), area))
+        sinks.setdefault(region, []).append((code, name, rows_of))
 
     rows: list[list[str]] = []
     region_order = ["E12000001", "E12000002", "E12000003", "E12000004", "E12000005", "E12000006", "E12000009"]
@@ -347,13 +417,18 @@ def _wide_rows(long: pl.DataFrame) -> list[list[str]]:
             continue
         region_name = DESNZ_REGION_NAMES.get(region, members[0].region_name)
         totals = {int(y): np.zeros(len(names) + 2) for y in WIDE_YEARS}
-        for council in members:
+        listed = [(c.code, c.name, None) for c in members] + [
+            (code, name, rows_of) for code, name, rows_of in sinks.pop(region_name, [])
+        ]
+        for code, name, rows_of in sorted(listed, key=lambda m: m[1]):
             for year in WIDE_YEARS:
-                r = values[(council.code, int(year))]
-                parts = np.array([r[n] for n in names])
-                rows.append(line((region_name, council.name, council.name, council.code), int(year), parts,
-                                 r["population"], r["area"]))  # fmt: skip
-                totals[int(year)] += np.concatenate([parts, [r["population"], r["area"]]])
+                if rows_of is None:
+                    r = values[(code, int(year))]
+                    parts, pop, area = np.array([r[n] for n in names]), r["population"], r["area"]
+                else:
+                    _, parts, pop, area = rows_of[int(year) - int(WIDE_YEARS[0])]
+                rows.append(line((region_name, name, name, code), int(year), parts, pop, area))
+                totals[int(year)] += np.concatenate([parts, [pop, area]])
         for year in WIDE_YEARS:
             t = totals[int(year)]
             label = f"{region_name} Total"
@@ -364,6 +439,10 @@ def _wide_rows(long: pl.DataFrame) -> list[list[str]]:
         rows.append(
             line(("England Total", "England Total", "England Total", ""), int(year), t[:-2], t[-2], t[-1])
         )
+    for region_name, members in sinks.items():  # authorities of the other nations, after England
+        for code, name, rows_of in members:
+            for year, parts, pop, area in rows_of:
+                rows.append(line((region_name, name, name, code), year, parts, pop, area))
     unallocated = long.filter(
         (pl.col("Local Authority") == "Large elec users (high voltage lines) unknown location")
         & pl.col("Calendar Year").is_in(WIDE_YEARS.tolist())
@@ -407,4 +486,13 @@ def write_emissions(writer: LandingWriter, *, seed: int) -> tuple[dict[tuple[str
     lines += [",".join(_csv_cell(c) for c in row) for row in rows]
     text = "\r\n".join(lines) + "\r\n" + "," * (n_cols - 1)  # trailing empty row, no final newline
     writer.write_bytes(WIDE_FILE, encode_text(text, bom=True))
-    return compute_emissions_kpis(long), len(long) + len(rows)
+
+    full = _wide_rows(
+        long, FULL_COLUMNS, FULL_TOTALS, "Territorial emissions (kt CO2e)", extra=SINK_AUTHORITIES, seed=seed
+    )
+    n_cols = len(FULL_HEADER.split(",")) - 1
+    lines = [FULL_TITLE + "," * (n_cols - 1), FULL_HEADER]
+    lines += [",".join(_csv_cell(c) for c in row) for row in full]
+    text = "\r\n".join(lines) + "\r\n" + "," * (n_cols - 1)
+    writer.write_bytes(FULL_FILE, encode_text(text, bom=True))
+    return compute_emissions_kpis(long), len(long) + len(rows) + len(full)
