@@ -1,7 +1,8 @@
 """Bronze: land what arrived, as it arrived, with lineage, idempotently.
 
 Files: each file is read as text (``kpi_lake.raw_files``) and its rows replace that file's earlier rows in
-one commit; a file whose content hash is already in the table is not read again.
+one commit; a file whose content hash is already in the table is not read again. A file that cannot be
+landed is recorded in ``<table>_bad_files`` (file, hash, error) while the good files land.
 Database tables: rows changed since the table's watermark (the largest ``updated_at`` already in bronze)
 are merged on the primary key; soft deletes arrive as changed rows and hard deletes are found by comparing
 keys, so bronze mirrors the source. Either way a rerun with nothing new writes nothing.
@@ -10,7 +11,10 @@ keys, so bronze mirrors the source. Either way a rerun with nothing new writes n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +22,7 @@ import polars as pl
 
 from kpi_lake.frames import delta_compatible
 from kpi_lake.raw_files import (
+    DECIMAL_MARK,
     EXTRA_FIELDS,
     LOADED_AT,
     PARSE_ISSUE,
@@ -44,9 +49,10 @@ DELETED_IN_SOURCE = "_deleted_in_source"
 class FileTable:
     """A bronze table fed by files: which files in ``landing/<source>/`` go into it.
 
-    A file goes here when its name matches one of ``patterns`` (and no ``exclude``) and, if
-    ``required_columns`` is set, its header holds all of them (after name normalisation): this is how one
-    folder's different layouts (a long and a wide emissions table, say) reach different tables.
+    A file goes here when its name matches one of ``patterns`` (and no ``exclude``) and its header holds all
+    of ``required_columns`` (after name normalisation). Where one folder holds several layouts (a long and a
+    wide emissions table, say), the required columns send each file to its table; a file that no table of its
+    folder can take (a SPAR.net export without ``actual``) is a bad file, recorded with what it lacks.
     """
 
     source: str
@@ -61,6 +67,48 @@ class FileTable:
     def ref(self) -> TableRef:
         return TableRef("bronze", self.source, self.table)
 
+    @property
+    def bad_files_ref(self) -> TableRef:
+        """Where this table's unreadable files are recorded: ``bronze/<source>/<table>_bad_files``."""
+        return TableRef("bronze", self.source, f"{self.table}{BAD_FILES_SUFFIX}")
+
+    def takes_name(self, name: str) -> bool:
+        """Whether a file name (``spar_net/x.csv`` or ``x.csv``) matches the patterns and no exclusion."""
+        base = name.rsplit("/", 1)[-1].lower()
+        return any(fnmatch.fnmatch(base, p.lower()) for p in self.patterns) and not any(
+            fnmatch.fnmatch(base, p.lower()) for p in self.exclude
+        )
+
+    def missing_columns(self, columns: Iterable[str]) -> list[str]:
+        have = set(columns)
+        return [c for c in self.required_columns if c not in have]
+
+
+#: Suffix of the table recording a bronze table's bad files (one table per bronze table: one writer each).
+BAD_FILES_SUFFIX = "_bad_files"
+BAD_FILES_SCHEMA: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "source_hash": pl.String(),
+    "error": pl.String(),
+    "row": pl.Int64(),
+    "column": pl.String(),
+    "byte_offset": pl.Int64(),
+    "detected_at": pl.Datetime("us", "UTC"),
+    "run_id": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class BadFile:
+    """A landed file that could not be landed: its name, hash and why (naming the file, and where)."""
+
+    source_file: str
+    source_hash: str
+    error: str
+    row: int | None = None
+    column: str | None = None
+    byte_offset: int | None = None
+
 
 @dataclass
 class LandingReport:
@@ -71,6 +119,8 @@ class LandingReport:
     loaded: list[str] = field(default_factory=list)
     skipped_unchanged: list[str] = field(default_factory=list)
     skipped_other_layout: list[str] = field(default_factory=list)
+    bad_files: list[BadFile] = field(default_factory=list)
+    bad_files_unchanged: list[str] = field(default_factory=list)
     rows_written: int = 0
     rows_deleted: int = 0
     rows_rejected: int = 0
@@ -86,10 +136,15 @@ class LandingReport:
                     "files_loaded": len(self.loaded),
                     "files_unchanged": len(self.skipped_unchanged),
                     "rows_with_parse_issues": self.rows_with_parse_issues,
+                    "bad_files": len(self.bad_files),
                 }
             )
         if self.loaded:
             metadata["loaded_files"] = ", ".join(self.loaded)
+        if self.bad_files:
+            metadata["bad_file_errors"] = "\n".join(bad.error for bad in self.bad_files)
+        if self.bad_files_unchanged:
+            metadata["bad_files_unchanged"] = ", ".join(self.bad_files_unchanged)
         if self.rows_deleted:
             metadata["rows_deleted_in_source"] = self.rows_deleted
         if self.rows_rejected:
@@ -103,14 +158,22 @@ def land_files(
     lake: DeltaLake,
     landing: LandingZone,
     run_id: str,
+    siblings: Sequence[FileTable] = (),
     loaded_at: dt.datetime | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> LandingReport:
-    """Load the files of ``spec`` that bronze does not hold yet, in one commit. Returns what it did."""
+    """Load the files of ``spec`` that bronze does not hold yet, in one commit. Returns what it did.
+
+    A file that cannot be landed (unreadable, or missing a required column) is a bad file: it is recorded in
+    ``<table>_bad_files`` with its hash and the error, and the good files land without it. An unchanged bad
+    file (same hash) is not read again; a corrected one (new hash) is. ``siblings`` are the other tables of
+    the same landing folder, so a file of another layout is left to its table rather than called bad.
+    """
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
+    known_bad = _known_bad_files(lake, spec.bad_files_ref)
     frames: list[pl.DataFrame] = []
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
         with landing.open_local(landed) as path:
@@ -118,11 +181,28 @@ def land_files(
             if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
                 report.skipped_unchanged.append(landed.name)
                 continue
-            raw = read_raw_file(
-                path, source_file=landed.name, header_row=spec.header_row, content_hash=digest
-            )
-        if spec.required_columns and not set(spec.required_columns) <= set(raw.columns):
+            if (landed.name, digest) in known_bad:
+                report.bad_files_unchanged.append(landed.name)
+                continue
+            try:
+                raw = read_raw_file(
+                    path, source_file=landed.name, header_row=spec.header_row, content_hash=digest
+                )
+            except RawFileError as error:
+                report.bad_files.append(
+                    BadFile(landed.name, digest, str(error), error.row, error.column, error.byte_offset)
+                )
+                continue
+        owner = _layout_owner(spec, siblings, landed.name, raw.columns)
+        if owner is None:
             report.skipped_other_layout.append(landed.name)
+            continue
+        missing = spec.missing_columns(raw.columns)
+        if missing:
+            if owner is spec:
+                report.bad_files.append(_missing_columns_error(landed.name, digest, missing, raw.columns))
+            else:  # the table its columns are closest to records it
+                report.skipped_other_layout.append(landed.name)
             continue
         issues = raw.frame.filter(pl.col(PARSE_ISSUE).is_not_null()).height
         if issues:
@@ -133,6 +213,16 @@ def land_files(
         log(f"{landed.name}: {raw.frame.height} rows ({raw.encoding}, header on row {raw.header_row})")
         known_hashes.add(digest)
 
+    if report.bad_files:
+        # Recorded before the table is written: a failure in between leaves the good files to the next run.
+        lake.merge(
+            spec.bad_files_ref,
+            _bad_files_frame(report.bad_files, loaded_at, run_id),
+            ["source_file", "source_hash"],
+        )
+        for bad in report.bad_files:
+            kept = " (its earlier version stays in bronze)" if bad.source_file in known else ""
+            log(f"bad file set aside in {spec.bad_files_ref}{kept}: {bad.error}")
     if not frames:
         report.state = lake.state(spec.ref, operation="unchanged") if lake.exists(spec.ref) else None
         return report
@@ -147,6 +237,64 @@ def land_files(
     return report
 
 
+def _layout_owner(
+    spec: FileTable, siblings: Sequence[FileTable], name: str, columns: Iterable[str]
+) -> FileTable | None:
+    """Which table a file belongs to: ``spec`` when it has spec's required columns; None when a sibling whose
+    patterns match takes it instead; else the candidate whose required columns it has most of (``spec``
+    first on a tie), which records it as a bad file."""
+    have = list(columns)
+    if not spec.missing_columns(have):
+        return spec
+    # In the folder's declared order, so that every table's asset picks the same one.
+    tables = list(siblings) if spec in siblings else [spec, *siblings]
+    candidates = [t for t in tables if t is spec or t.takes_name(name)]
+    if any(not other.missing_columns(have) for other in candidates if other is not spec):
+        return None
+    return max(candidates, key=lambda t: len(t.required_columns) - len(t.missing_columns(have)))
+
+
+def _missing_columns_error(name: str, digest: str, missing: list[str], columns: Iterable[str]) -> BadFile:
+    what = "required column" if len(missing) == 1 else "required columns"
+    verb = "is" if len(missing) == 1 else "are"
+    listed = ", ".join(repr(c) for c in missing)
+    return BadFile(
+        name,
+        digest,
+        f"{name}: {what} {listed} {verb} missing; found: {', '.join(columns)} "
+        "(headers in snake_case; a renamed column counts as missing)",
+        row=1,
+        column=missing[0],
+    )
+
+
+def _bad_files_frame(bad_files: list[BadFile], detected_at: dt.datetime, run_id: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "source_file": bad.source_file,
+                "source_hash": bad.source_hash,
+                "error": bad.error,
+                "row": bad.row,
+                "column": bad.column,
+                "byte_offset": bad.byte_offset,
+                "detected_at": detected_at,
+                "run_id": run_id,
+            }
+            for bad in bad_files
+        ],
+        schema=BAD_FILES_SCHEMA,
+    ).unique(["source_file", "source_hash"], keep="first", maintain_order=True)
+
+
+def _known_bad_files(lake: DeltaLake, ref: TableRef) -> set[tuple[str, str]]:
+    """(file, hash) of every bad file recorded: an unchanged bad file is not read again."""
+    if not lake.exists(ref):
+        return set()
+    known = lake.scan(ref).select("source_file", "source_hash").collect()
+    return set(known.iter_rows())
+
+
 def _known_files(lake: DeltaLake, ref: TableRef) -> dict[str, str]:
     """Files already in a bronze table, with the hash of the version loaded."""
     if not lake.exists(ref):
@@ -156,7 +304,17 @@ def _known_files(lake: DeltaLake, ref: TableRef) -> dict[str, str]:
 
 
 def _order_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    lineage = [SOURCE_FILE, SOURCE_HASH, SOURCE_ROW, PREAMBLE, PARSE_ISSUE, EXTRA_FIELDS, LOADED_AT, RUN_ID]
+    lineage = [
+        SOURCE_FILE,
+        SOURCE_HASH,
+        SOURCE_ROW,
+        PREAMBLE,
+        PARSE_ISSUE,
+        EXTRA_FIELDS,
+        DECIMAL_MARK,
+        LOADED_AT,
+        RUN_ID,
+    ]
     data = [c for c in frame.columns if not c.startswith("_")]
     rest = [c for c in frame.columns if c.startswith("_") and c not in lineage]
     return frame.select(data + [c for c in lineage if c in frame.columns] + rest)
@@ -164,6 +322,55 @@ def _order_columns(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+# ---- file names no table takes ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnmatchedFile:
+    """A file in a landing folder that no bronze table's patterns take, and the table it is closest to."""
+
+    name: str
+    closest: FileTable
+    renamed: str | None  # a name the closest table would take (spaces and case fixed), when there is one
+
+    @property
+    def message(self) -> str:
+        patterns = ", ".join(self.closest.patterns)
+        hint = (
+            f"rename it {self.renamed!r} to land it in {self.closest.ref}"
+            if self.renamed
+            else f"the closest table is {self.closest.ref}"
+        )
+        return f"{self.name}: matches no table's file pattern and is not landed (expected {patterns}); {hint}"
+
+
+def unmatched_files(names: Iterable[str], tables: Sequence[FileTable]) -> list[UnmatchedFile]:
+    """The files (``<source>/<name>``) that no table of their folder takes, each with its closest table."""
+    result = []
+    for name in sorted(names):
+        source = name.split("/", 1)[0]
+        own = [t for t in tables if t.source == source]
+        if not own or any(t.takes_name(name) for t in own):
+            continue
+        base = name.rsplit("/", 1)[-1]
+        tidy = re.sub(r"[\s-]+", "_", base.strip().lower())
+        tidy_keep_dash = re.sub(r"\s+", "_", base.strip().lower())
+        renamed = next(
+            ((t, candidate) for candidate in (tidy_keep_dash, tidy) for t in own if t.takes_name(candidate)),
+            None,
+        )
+        if renamed:
+            result.append(UnmatchedFile(name, renamed[0], renamed[1]))
+            continue
+
+        result.append(UnmatchedFile(name, max(own, key=lambda t: _likeness(tidy, t)), None))
+    return result
+
+
+def _likeness(name: str, table: FileTable) -> float:
+    return max(
+        difflib.SequenceMatcher(None, name, p.lower().replace("*", "")).ratio() for p in table.patterns
+    )
 
 
 # ---- database tables ----------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Read a landed file (CSV or spreadsheet) losslessly: every cell as text, with its file and row.
 
 This is the one reader every bronze asset uses, whatever the family. It copes with what published files do
-in the wild: UTF-8 with or without a BOM, Windows-1252, CRLF, title rows above the header, headers with
-trailing spaces or duplicates, ragged rows. Nothing is typed here (that is silver's job) and nothing is
+in the wild: UTF-8 with or without a BOM, Windows-1252, UTF-16/32 (with a BOM or without one, found by the
+pattern of NUL bytes), CRLF, title rows above the header, headers with trailing spaces or duplicates, ragged
+rows, ``;``-separated files with decimal commas (recorded in ``_decimal_mark`` for silver). A file it cannot
+read (empty, binary, bytes that are no text encoding) raises :class:`RawFileError` naming the file and,
+where known, the row, column or byte offset. Nothing is typed here (that is silver's job) and nothing is
 dropped: a row with too many fields keeps the extra ones in ``_extra_fields`` and says so in ``_parse_issue``.
 """
 
@@ -29,6 +32,7 @@ SOURCE_SHEET = "_source_sheet"
 PARSE_ISSUE = "_parse_issue"
 EXTRA_FIELDS = "_extra_fields"
 PREAMBLE = "_preamble"  # the rows above the header (titles, dates, notes), kept: they can name the data
+DECIMAL_MARK = "_decimal_mark"  # "," for a file written with decimal commas (33,5), else "."
 LOADED_AT = "_loaded_at"
 RUN_ID = "_run_id"
 
@@ -38,7 +42,21 @@ _HEADER_SCAN_ROWS = 50
 
 
 class RawFileError(ValueError):
-    """A landed file that cannot be read at all. The message names the file and what was wrong."""
+    """A landed file that cannot be read at all. The message names the file and what was wrong; ``row``,
+    ``column`` and ``byte_offset`` say where, when that is known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        byte_offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.byte_offset = byte_offset
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,8 @@ class RawFile:
     header_row: int  # 1-based row number of the header in the file (or sheet)
     columns: dict[str, str] = field(default_factory=dict)
     sheets: tuple[str, ...] = ()
+    delimiter: str | None = None  # None for a spreadsheet
+    decimal_mark: str = "."
 
 
 def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -84,23 +104,116 @@ def normalise_column_names(headers: Iterable[str | None]) -> list[str]:
     return names
 
 
-def detect_encoding(path: str | Path) -> str:
-    """``utf-8-sig`` (BOM), ``utf-8`` or ``cp1252``: the first that decodes the whole file."""
+_TEXT_SAMPLE = 64 * 1024
+#: Bytes Windows-1252 leaves undefined: a file holding one is neither UTF-8 nor Windows-1252.
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+
+
+def detect_encoding(path: str | Path, source_file: str | None = None) -> str:
+    """The encoding of a text file: ``utf-8-sig``, ``utf-8``, ``cp1252``, ``utf-16``/``utf-32`` (with a BOM) or
+    ``utf-16-le``/``-be``, ``utf-32-le``/``-be`` (no BOM: found by where the NUL bytes are).
+
+    Raises :class:`RawFileError` (naming the file and the byte offset) for a file that is not text: NUL bytes
+    in no UTF-16/32 pattern, control characters, or a byte that is neither UTF-8 nor Windows-1252.
+    """
+    name = source_file or Path(path).name
     with open(path, "rb") as handle:
-        head = handle.read(4)
+        head = handle.read(_TEXT_SAMPLE)
         if head.startswith(codecs.BOM_UTF8):
             return "utf-8-sig"
+        # UTF-32 first: its little-endian BOM starts with UTF-16's.
+        if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+            return "utf-32"
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16"
+        if head.startswith(b"PK\x03\x04"):
+            raise RawFileError(
+                f"{name}: is a zip archive (an .xlsx workbook?) with a text file's name; expected CSV text, "
+                "or save it with its own extension",
+                byte_offset=0,
+            )
+        unmarked = _wide_encoding_without_bom(head)
+        if unmarked:
+            return unmarked
+        if (nul := head.find(b"\x00")) >= 0:
+            line = head.count(b"\n", 0, nul) + 1
+            raise RawFileError(
+                f"{name}: byte {nul} (line {line}) is a NUL byte: this is not a text "
+                "file (binary data?); expected CSV text",
+                row=line,
+                byte_offset=nul,
+            )
         handle.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         try:
             while chunk := handle.read(1 << 20):
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
-            return "utf-8"
+            encoding = "utf-8"
         except UnicodeDecodeError:
-            return "cp1252"
+            encoding = "cp1252"
+        if encoding == "cp1252":
+            _check_cp1252(handle, name)
+    _check_looks_like_text(head.decode(encoding, errors="replace"), name)
+    return encoding
+
+
+def _wide_encoding_without_bom(head: bytes) -> str | None:
+    """UTF-32 or UTF-16 text without a BOM: ASCII characters leave NUL bytes at fixed positions."""
+    size = min(len(head), 4096)
+    sample = head[: size - size % 4]
+    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+        return None
+
+    def zero_share(start: int, step: int) -> float:
+        part = sample[start::step]
+        return part.count(0) / len(part) if part else 0.0
+
+    by_four = [zero_share(i, 4) for i in range(4)]
+    if by_four[0] < 0.1 and min(by_four[1:]) > 0.9:
+        return "utf-32-le"
+    if by_four[3] < 0.1 and min(by_four[:3]) > 0.9:
+        return "utf-32-be"
+    even, odd = zero_share(0, 2), zero_share(1, 2)
+    if even < 0.1 and odd > 0.5:
+        return "utf-16-le"
+    if odd < 0.1 and even > 0.5:
+        return "utf-16-be"
+    return None
+
+
+def _check_cp1252(handle, name: str) -> None:
+    """Raise naming the first byte Windows-1252 does not define (the file is in no encoding we know)."""
+    handle.seek(0)
+    offset = 0
+    lines = 0
+    while chunk := handle.read(1 << 20):
+        found = _CP1252_UNDEFINED.search(chunk)
+        if found:
+            at = offset + found.start()
+            line = lines + chunk.count(b"\n", 0, found.start()) + 1
+            raise RawFileError(
+                f"{name}: byte {at} (0x{chunk[found.start()]:02x}, line {line}) is neither UTF-8 nor "
+                "Windows-1252 text; expected a CSV saved as UTF-8 (or Windows-1252)",
+                row=line,
+                byte_offset=at,
+            )
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
+
+
+def _check_looks_like_text(sample: str, name: str) -> None:
+    """Random bytes often decode as Windows-1252; text has (almost) no control characters besides tab/CR/LF."""
+    control = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", sample)
+    if control is None:
+        return
+    count = len(re.findall(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", sample))
+    if count > max(2, len(sample) // 1000):
+        raise RawFileError(
+            f"{name}: {count} control characters in the first {len(sample):,} characters, the first at "
+            f"character {control.start()}: this is not a text file (binary data?); expected CSV text",
+            byte_offset=control.start() if sample.isascii() else None,
+        )
 
 
 def find_header_row(rows: list[list[str | None]]) -> int:
@@ -142,13 +255,27 @@ def read_raw_file(
         raise RawFileError(f"{source_file}: the file is empty (0 bytes); expected a header row and data")
     digest = content_hash or file_hash(path)
     suffix = path.suffix.lower()
-    if suffix in SPREADSHEET_SUFFIXES:
-        raw = _read_spreadsheet(path, source_file, header_row)
-    else:
-        raw = _read_delimited(path, source_file, header_row)
+    try:
+        if suffix in SPREADSHEET_SUFFIXES:
+            raw = _read_spreadsheet(path, source_file, header_row)
+        else:
+            raw = _read_delimited(path, source_file, header_row)
+    except RawFileError:
+        raise
+    except UnicodeError as error:
+        # Every reader error names the file; a decode error also says where.
+        offset = getattr(error, "start", None)
+        raise RawFileError(
+            f"{source_file}: cannot be decoded as {getattr(error, 'encoding', 'text')} "
+            f"(byte {offset} of a block: {getattr(error, 'reason', error)}); expected CSV text",
+            byte_offset=offset,
+        ) from error
+    except (csv.Error, pl.exceptions.PolarsError, ValueError, OverflowError) as error:
+        raise RawFileError(f"{source_file}: cannot be read ({type(error).__name__}: {error})") from error
     frame = raw.frame.with_columns(
         pl.lit(source_file).alias(SOURCE_FILE),
         pl.lit(digest).alias(SOURCE_HASH),
+        pl.lit(raw.decimal_mark).alias(DECIMAL_MARK),
     )
     return RawFile(
         frame=frame,
@@ -158,11 +285,13 @@ def read_raw_file(
         header_row=raw.header_row,
         columns=raw.columns,
         sheets=raw.sheets,
+        delimiter=raw.delimiter,
+        decimal_mark=raw.decimal_mark,
     )
 
 
 def _read_delimited(path: Path, source_file: str, header_row: int | None) -> RawFile:
-    encoding = detect_encoding(path)
+    encoding = detect_encoding(path, source_file)
     with open(path, encoding=encoding, newline="") as handle:
         sample = handle.read(256 * 1024)
     delimiter = _sniff_delimiter(sample)
@@ -190,7 +319,27 @@ def _read_delimited(path: Path, source_file: str, header_row: int | None) -> Raw
         encoding=encoding,
         header_row=header_index + 1,
         columns=columns,
+        delimiter=delimiter,
+        decimal_mark=detect_decimal_mark(frame, names, delimiter),
     )
+
+
+#: "33,5", "-1.234,56", "12,5%": a number written with a decimal comma (and dots between thousands).
+_DECIMAL_COMMA = r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*%?\s*$"
+#: "33.5", "1,234.56": a number written with a decimal point.
+_DECIMAL_POINT = r"^\s*[-+]?(\d{1,3}(,\d{3})+|\d+)\.\d+\s*%?\s*$"
+
+
+def detect_decimal_mark(frame: pl.DataFrame, columns: list[str], delimiter: str) -> str:
+    """``","`` when a file not separated by commas writes its numbers with decimal commas (European CSV,
+    ``33,5`` in a ``;`` file) and never with a decimal point; else ``"."``. Silver parses numbers by it."""
+    if delimiter == "," or frame.height == 0 or not columns:
+        return "."
+    counts = frame.select(
+        pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_COMMA).sum() for c in columns).alias("comma"),
+        pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_POINT).sum() for c in columns).alias("point"),
+    ).row(0)
+    return "," if counts[0] and not counts[1] else "."
 
 
 def _read_with_polars(
@@ -240,13 +389,14 @@ def _flag_truncated_last_row(
     if frame.height == 0 or frame[PARSE_ISSUE][-1] is not None:
         return frame
     with open(path, "rb") as handle:
+        head = handle.read(4)
         handle.seek(0, 2)
         size = handle.tell()
         handle.seek(max(0, size - 65536))
         tail = handle.read()
-    if tail.endswith((b"\n", b"\r")):
+    text = tail.decode(_tail_codec(encoding, head, whole=size <= len(tail)), errors="replace")
+    if text.endswith(("\n", "\r")):
         return frame
-    text = tail.decode("utf-8-sig" if encoding == "utf-8-sig" else encoding, errors="replace")
     if size > len(tail):  # start at a line boundary; the first partial line is not ours to judge
         text = text.split("\n", 1)[-1]
     records = [r for r in _csv_records(text, delimiter, limit=1_000_000) if r]
@@ -259,6 +409,15 @@ def _flag_truncated_last_row(
         .otherwise(pl.col(PARSE_ISSUE))
         .alias(PARSE_ISSUE)
     )
+
+
+def _tail_codec(encoding: str, head: bytes, *, whole: bool) -> str:
+    """The codec for the end of a file: a BOM encoding names its byte order only at the file's start."""
+    if whole or encoding not in ("utf-16", "utf-32"):
+        return encoding
+    if encoding == "utf-32":
+        return "utf-32-le" if head.startswith(codecs.BOM_UTF32_LE) else "utf-32-be"
+    return "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
 
 
 def _read_with_csv_module(

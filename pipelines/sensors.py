@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 
 from assets.bronze import FILE_TABLES
-from kpi_lake.bronze import FileTable
+from kpi_lake.bronze import FileTable, UnmatchedFile, unmatched_files
 from kpi_lake.storage import is_remote, join_uri, parse_azure_uri
 from kpi_lake.tables import TableRef
 from pipelines.jobs import nightly_sync
@@ -85,6 +85,18 @@ def _remote_etags(landing: LandingZone, source: str) -> dict[str, str]:
     }
 
 
+def landing_unmatched(landing: LandingZone, tables: Iterable[FileTable]) -> list[UnmatchedFile]:
+    """Files in a table's landing folder that no table's patterns take (a misnamed export), each with the
+    table it is closest to: they would otherwise wait there unseen."""
+    tables = list(tables)
+    names = [f.name for source in sorted({t.source for t in tables}) for f in landing.list_files(source)]
+    return unmatched_files(names, tables)
+
+
+#: Cursor key listing the unmatched files already warned about (each is warned about once, not every minute).
+_UNMATCHED_KEY = "?unmatched"
+
+
 def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str]:
     """Files that are new or whose content signature changed (removed files need no run)."""
     return sorted(name for name, signature in current.items() if previous.get(name) != signature)
@@ -103,14 +115,26 @@ def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
     current = landing_signatures(landing, FILE_TABLES)
-    if context.cursor is None:
-        context.update_cursor(json.dumps(current, sort_keys=True))
-        return dg.SkipReason(f"first look at the landing zone: {len(current)} files recorded")
-    changed = changed_files(json.loads(context.cursor), current)
+    previous = json.loads(context.cursor) if context.cursor else None
+    warned = set((previous or {}).pop(_UNMATCHED_KEY, []))
+    unmatched = landing_unmatched(landing, FILE_TABLES)
+    for file in unmatched:
+        if file.name not in warned:
+            context.log.warning(file.message)
+    note = (
+        f"; {len(unmatched)} files match no table: {', '.join(f.name for f in unmatched)}"
+        if unmatched
+        else ""
+    )
+    cursor = json.dumps({**current, _UNMATCHED_KEY: sorted(f.name for f in unmatched)}, sort_keys=True)
+    if previous is None:
+        context.update_cursor(cursor)
+        return dg.SkipReason(f"first look at the landing zone: {len(current)} files recorded{note}")
+    changed = changed_files(previous, current)
     if not changed:
-        if set(json.loads(context.cursor)) != set(current):
-            context.update_cursor(json.dumps(current, sort_keys=True))
-        return dg.SkipReason("nothing new in the landing zone")
+        if set(previous) != set(current) or warned != {f.name for f in unmatched}:
+            context.update_cursor(cursor)
+        return dg.SkipReason(f"nothing new in the landing zone{note}")
     tables = [
         spec
         for spec in FILE_TABLES
@@ -125,7 +149,7 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
     context.log.info(
         f"landed: {', '.join(changed)}; running {len(selection)} assets for {', '.join(sources)}"
     )
-    context.update_cursor(json.dumps(current, sort_keys=True))
+    context.update_cursor(cursor)
     return dg.RunRequest(
         run_key=f"landing-{run_key}",
         asset_selection=selection,

@@ -14,6 +14,9 @@ FILE_TABLES = [
 DATABASE_TABLES = business_systems.DATABASE_TABLES
 
 bronze_assets = [
-    *(file_bronze_asset(spec) for spec in FILE_TABLES),
+    *(
+        file_bronze_asset(spec, [other for other in FILE_TABLES if other.source == spec.source])
+        for spec in FILE_TABLES
+    ),
     *(database_bronze_asset(spec) for spec in DATABASE_TABLES),
 ]

@@ -12,6 +12,7 @@ FILE_TABLES = [
         table="responses",
         patterns=("*.csv", "*.xlsx"),
         exclude=("*codebook*",),
+        required_columns=("respondent_id", "survey_year", "weight", "ward_code"),
         description=(
             "Quality of Life survey microdata, one row per respondent per wave, as landed. Holds personal data "
             "(postcode, email, free text): restricted to bronze."
@@ -21,6 +22,7 @@ FILE_TABLES = [
         source="qol_survey",
         table="codebook",
         patterns=("*codebook*.csv", "*codebook*.xlsx"),
+        required_columns=("question", "indicator_name", "positive_answers"),
         description="Survey questionnaire codebook: question, wording, indicator and the answers that count.",
     ),
 ]

@@ -33,11 +33,12 @@ from kpi_lake.conform.parsing import (
     MISSING_TEXT,
     SUPPRESSION_CODES,
     clean_text,
+    non_finite_number,
     parse_number,
     suppression_code,
     unparseable_number,
 )
-from kpi_lake.raw_files import SOURCE_FILE, SOURCE_ROW, normalise_column_names
+from kpi_lake.raw_files import DECIMAL_MARK, SOURCE_FILE, SOURCE_ROW, normalise_column_names
 from kpi_lake.tables import TableRef
 
 EDUCATION = TableRef("silver", "open_data", "education")
@@ -147,7 +148,9 @@ def conform_education(
     ees_data: pl.LazyFrame | None = None, ees_metadata: pl.LazyFrame | None = None
 ) -> Conformed:
     """Every indicator cell of every EES file as a row: period, geography, filters (JSON), value, unit."""
-    bronze = load_bronze(ees_data).with_columns(file_stem().alias("_publication"))
+    bronze = load_bronze(ees_data, lineage={DECIMAL_MARK: pl.String()}).with_columns(
+        file_stem().alias("_publication")
+    )
     if bronze.height == 0:
         return Conformed(pl.DataFrame(schema=EDUCATION_SCHEMA))
     filled = filled_columns(bronze)
@@ -163,7 +166,7 @@ def conform_education(
         bronze.lazy()
         .join(row_problems.lazy(), on=ROW_ID, how="anti")
         .unpivot(
-            index=[ROW_ID, SOURCE_FILE, "_publication"],
+            index=[ROW_ID, SOURCE_FILE, "_publication", DECIMAL_MARK],
             on=value_columns,
             variable_name="indicator",
             value_name="_text",
@@ -176,12 +179,22 @@ def conform_education(
     cells = cells.join(kinds, on=[SOURCE_FILE, "indicator"], how="left")
 
     indicators = cells.filter(pl.col("_kind") == "indicator")
-    bad_cells = indicators.filter(unparseable_number("_text"))
+    mark = pl.col(DECIMAL_MARK)
+    bad_cells = indicators.filter(unparseable_number("_text", mark) | _out_of_range(mark)).with_columns(
+        pl.when(non_finite_number("_text"))
+        .then(pl.lit("indicator value is NaN or infinite: not a value"))
+        .when(unparseable_number("_text", mark))
+        .then(pl.lit("indicator value is not a number or a suppression symbol"))
+        .when(_percentage())
+        .then(pl.format("a percentage outside 0-100 (unit {})", pl.col("unit").fill_null("% by its name")))
+        .otherwise(pl.lit("a count below zero"))
+        .alias("_reason")
+    )
     cell_problems = bad_cells.select(
         ROW_ID,
         pl.col("indicator").alias(PROBLEM_COLUMN),
         pl.col("_text").alias(PROBLEM_VALUE),
-        pl.lit("indicator value is not a number or a suppression symbol").alias(PROBLEM_REASON),
+        pl.col("_reason").alias(PROBLEM_REASON),
     )
     values = (
         indicators.join(bad_cells.select(ROW_ID, "indicator"), on=[ROW_ID, "indicator"], how="anti")
@@ -189,7 +202,7 @@ def conform_education(
         .join(rows, on=ROW_ID, how="inner")
         .with_columns(
             pl.col("filters").fill_null("{}"),
-            parse_number("_text").alias("value"),
+            parse_number("_text", mark).alias("value"),
             suppression_code("_text").alias("suppression_code"),
             pl.col("_publication").alias("publication"),
         )
@@ -213,6 +226,30 @@ def conform_education(
             filled=filled,
         ),
     )
+
+
+#: Indicator columns that hold a percentage by EES naming (pt_rwm_met_expected_standard, sess_overall_percent,
+#: gld_percentage), when the .meta.csv gives no unit. Percentage-point changes (ppts) are not percentages.
+PERCENT_COLUMN = r"^pt_|_percent$|_percentage$"
+#: Indicator columns that hold a count (t_pupils, children_number, elg_number); not t_* in general: KS2 totals
+#: of progress scores (t_read_progress_score) are negative.
+COUNT_COLUMN = r"_number$|_count$|_pupils$|^num_|^number_of_"
+
+
+def _percentage() -> pl.Expr:
+    """A percentage cell: the meta file's unit is %, or (without a unit) the column is named as one."""
+    unit = pl.col("unit").str.strip_chars()
+    return (unit == "%").fill_null(False) | (
+        (unit.is_null() | (unit == "")) & pl.col("indicator").str.contains(PERCENT_COLUMN)
+    )
+
+
+def _out_of_range(mark: pl.Expr) -> pl.Expr:
+    """A percentage outside 0-100, or a negative count: a value no publication means."""
+    value = parse_number("_text", mark)
+    unit = pl.col("unit").str.strip_chars()
+    count = (unit.is_null() | (unit == "")) & pl.col("indicator").str.contains(COUNT_COLUMN)
+    return (_percentage() & ((value > 100) | (value < 0)) | (count & (value < 0))).fill_null(False)
 
 
 def _row_checks(bronze: pl.DataFrame) -> list[Check]:

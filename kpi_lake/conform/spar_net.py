@@ -7,12 +7,21 @@ goes to quarantine with the file, row, column and reason.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns, split_by_checks
-from kpi_lake.conform.parsing import clean_text, parse_number, parse_uk_date, unparseable_number
+from kpi_lake.conform.parsing import (
+    clean_text,
+    non_finite_number,
+    parse_number,
+    parse_uk_date,
+    unparseable_date,
+    unparseable_number,
+)
 from kpi_lake.periods import parse_period, period_label_from_dates
-from kpi_lake.raw_files import LOADED_AT, PARSE_ISSUE, SOURCE_FILE, SOURCE_ROW
+from kpi_lake.raw_files import DECIMAL_MARK, LOADED_AT, PARSE_ISSUE, SOURCE_FILE, SOURCE_ROW
 
 POLARITIES = {
     "higher is better": "higher_is_better",
@@ -194,18 +203,38 @@ def _definition_schema() -> dict[str, pl.DataType]:
     }
 
 
+#: Units that say a value is a percentage (0 to 100) or a count or rate (never negative).
+PERCENT_UNIT = r"(?i)^\s*(%|per ?cent|percentage)\s*$"
+COUNT_UNIT = r"(?i)^\s*(number|count|no\.?|rate per .*)\s*$"
+
+
+def latest_plausible_period_end(today: dt.date) -> dt.date:
+    """The last day a reported period may end on: the end of the financial year after the current one.
+
+    SPAR.net holds targets a year ahead at most; a period beyond that (2031/32 in a 2024 export) is a typo.
+    """
+    first_year = today.year if today.month >= 4 else today.year - 1
+    return dt.date(first_year + 2, 3, 31)
+
+
 def parse_uk_datetime(column: str) -> pl.Expr:
     text = clean_text(column)
     return pl.coalesce(
         text.str.to_datetime("%d/%m/%Y %H:%M:%S", strict=False),
         text.str.to_datetime("%d/%m/%Y %H:%M", strict=False),
         text.str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False),
+        text.str.slice(0, 16).str.to_datetime("%Y-%m-%d %H:%M", strict=False),
         parse_uk_date(column).cast(pl.Datetime("us")),
     )
 
 
-def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
-    """One row per KPI and period: the newest export's figures, typed; unparseable rows quarantined."""
+def conform_kpi_values(kpi_values: pl.LazyFrame | None, today: dt.date | None = None) -> Conformed:
+    """One row per KPI and period: the newest export's figures, typed; unparseable rows quarantined.
+
+    Also quarantined, with the reason: NaN or infinite figures, impossible dates and times, a period ending
+    after :func:`latest_plausible_period_end` (of ``today``), a percentage outside 0-100 and a negative count
+    or rate (by the KPI's ``unit``, which every export repeats from the definition).
+    """
     if kpi_values is None:
         return Conformed(rows=pl.DataFrame(schema=_value_schema()))
     require_columns(kpi_values, ["indicator_id", "period_label", "actual"], what="SPAR.net value export")
@@ -230,6 +259,10 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
 
     problems: list[pl.DataFrame] = []
     source = "bronze/spar_net/kpi_values"
+    # The file's decimal mark (bronze records it): "33,5" in a European CSV is 33.5.
+    mark = pl.col(DECIMAL_MARK) if DECIMAL_MARK in raw_columns else None
+    figures = [c for c in ("actual", "target", "numerator", "denominator") if c in raw_columns]
+    latest_end = latest_plausible_period_end(today or dt.date.today())
     checks = [
         (pl.col("_kpi_code").is_null(), "indicator_id", "no indicator id"),
         (~looks_like_kpi_code("_kpi_code"), "indicator_id", "not a KPI code (a broken line?)"),
@@ -238,11 +271,51 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
             "period_label",
             "period label not understood (expected e.g. '2024/25 Q2')",
         ),
-        (unparseable_number("actual"), "actual", "actual is not a number, 'n/a' or blank"),
+        (
+            pl.col("_period_end") > latest_end,
+            "period_label",
+            f"period ends after {latest_end:%d/%m/%Y}, beyond the financial year after the current one: "
+            "implausibly far in the future (a typo in the year?)",
+        ),
     ]
-    for optional, what in (("target", "target"), ("numerator", "numerator"), ("denominator", "denominator")):
+    for optional, what in (("period_start", "_start"), ("period_end", "_end")):
         if optional in raw_columns:
-            checks.append((unparseable_number(optional), optional, f"{what} is not a number, 'n/a' or blank"))
+            checks.append(
+                (
+                    unparseable_date(optional, pl.col(what)),
+                    optional,
+                    f"{optional} is not a valid date (expected dd/mm/yyyy)",
+                )
+            )
+    if "last_updated_at" in raw_columns:
+        checks.append(
+            (
+                unparseable_date("last_updated_at", parse_uk_datetime("last_updated_at")),
+                "last_updated_at",
+                "last_updated_at is not a valid date and time (expected dd/mm/yyyy hh:mm)",
+            )
+        )
+    for figure in figures:
+        checks.append((non_finite_number(figure), figure, f"{figure} is NaN or infinite: not a value"))
+        checks.append((unparseable_number(figure, mark), figure, f"{figure} is not a number, 'n/a' or blank"))
+    if "unit" in raw_columns:
+        unit = clean_text("unit")
+        for figure in [f for f in figures if f in ("actual", "target")]:
+            value = parse_number(figure, mark)
+            checks.append(
+                (
+                    unit.str.contains(PERCENT_UNIT) & ((value > 100) | (value < 0)),
+                    figure,
+                    pl.format("{} is outside 0-100 for a KPI whose unit is {}", pl.lit(figure), unit),
+                )
+            )
+            checks.append(
+                (
+                    unit.str.contains(COUNT_UNIT) & (value < 0),
+                    figure,
+                    pl.format("{} is negative for a KPI whose unit is {}", pl.lit(figure), unit),
+                )
+            )
     if PARSE_ISSUE in raw_columns:
         checks.append((pl.col(PARSE_ISSUE).is_not_null(), PARSE_ISSUE, "row does not match the header"))
     good, problem_rows = split_by_checks(typed, checks, source_table=source)
@@ -276,13 +349,9 @@ def conform_kpi_values(kpi_values: pl.LazyFrame | None) -> Conformed:
         clean_text("period_label").alias("period_label"),
         pl.col("_period_start").alias("period_start"),
         pl.col("_period_end").alias("period_end"),
-        parse_number("actual").alias("actual"),
-        (parse_number("target") if "target" in raw_columns else pl.lit(None, pl.Float64)).alias("target"),
-        (parse_number("numerator") if "numerator" in raw_columns else pl.lit(None, pl.Float64)).alias(
-            "numerator"
-        ),
-        (parse_number("denominator") if "denominator" in raw_columns else pl.lit(None, pl.Float64)).alias(
-            "denominator"
+        *(
+            (parse_number(figure, mark) if figure in raw_columns else pl.lit(None, pl.Float64)).alias(figure)
+            for figure in ("actual", "target", "numerator", "denominator")
         ),
         rag.alias("rag_as_reported"),
         _optional(raw_columns, "direction_of_travel").alias("direction_of_travel_as_reported"),
