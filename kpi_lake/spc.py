@@ -297,3 +297,112 @@ def _assurance(target: float, lpl: float, upl: float, improvement: str) -> str |
     if target < lpl:
         return "consistent_pass" if increasing else "consistent_fail"
     return "inconsistent"
+
+
+# ---- the mart's SPC table ---------------------------------------------------------------------------------
+
+#: dim_kpi polarity -> xmr improvement direction.
+IMPROVEMENT_OF_POLARITY = {"higher_is_better": "increase", "lower_is_better": "decrease"}
+SPC_STATUSES = ("ok", "insufficient_points")
+SERIES_KEY = ("kpi_code", "period_type")
+KPI_SPC_COLUMNS = (
+    "kpi_code",
+    "period_key",
+    "period_type",
+    "period_start",
+    "geography_code",
+    "actual",
+    "target",
+    "polarity",
+    "improvement",
+    "series_points",
+    "spc_status",
+    "mean",
+    "lpl",
+    "upl",
+    "outside_limits",
+    "relative_to_mean",
+    "close_to_limits",
+    "special_cause_flag",
+    "special_cause_type",
+    "point_type",
+    "variation_type",
+    "assurance_target",
+    "assurance_type",
+)
+_SPC_OUTPUTS = (
+    "mean",
+    "lpl",
+    "upl",
+    "outside_limits",
+    "relative_to_mean",
+    "close_to_limits",
+    "special_cause_flag",
+    "special_cause_type",
+    "point_type",
+    "variation_type",
+    "assurance_type",
+)
+
+
+def own_council_series(
+    fact: pl.LazyFrame, kpis: pl.LazyFrame, periods: pl.LazyFrame, geographies: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The own council's rows of the fact with each period's type and start and the KPI's polarity and unit,
+    ordered by KPI, period type and period (each (kpi_code, period_type) is one series)."""
+    own = geographies.filter(pl.col("is_own_council")).select("geography_code")
+    return (
+        fact.join(own, on="geography_code", how="semi")
+        .join(periods.select("period_key", "period_type", "period_start"), on="period_key", how="inner")
+        .join(kpis.select("kpi_code", "polarity", "unit"), on="kpi_code", how="left")
+        .with_columns(
+            pl.col("polarity").replace_strict(IMPROVEMENT_OF_POLARITY, default="neutral").alias("improvement")
+        )
+        .sort([*SERIES_KEY, "period_start"])
+    )
+
+
+def series_target(frame: pl.DataFrame) -> tuple[float | None, str | None]:
+    """The target assurance is judged against: the latest period's target that is set, and that period."""
+    with_target = frame.filter(pl.col("target").is_not_null())
+    if with_target.height == 0:
+        return None, None
+    last = with_target.row(-1, named=True)
+    return float(last["target"]), last["period_key"]
+
+
+def build_kpi_spc(
+    fact: pl.LazyFrame, kpis: pl.LazyFrame, periods: pl.LazyFrame, geographies: pl.LazyFrame
+) -> pl.DataFrame:
+    """``gold/kpi_mart/kpi_spc``: every own-council KPI series (one per KPI and period type), each period with
+    its XmR columns; a series with fewer than 12 actuals has ``spc_status = 'insufficient_points'`` and no
+    SPC columns. Assurance is against the series' latest target (``assurance_target``)."""
+    series = own_council_series(fact, kpis, periods, geographies).collect()
+    parts = []
+    for frame in series.partition_by(list(SERIES_KEY), maintain_order=True):
+        improvement = frame["improvement"][0]
+        target, _ = series_target(frame)
+        points = frame["actual"].drop_nulls().len()
+        base = frame.with_columns(
+            pl.lit(points, dtype=pl.Int64).alias("series_points"),
+            pl.lit(target, dtype=pl.Float64).alias("assurance_target"),
+        )
+        if points < MIN_POINTS:
+            parts.append(
+                base.with_columns(
+                    pl.lit("insufficient_points").alias("spc_status"),
+                    *(pl.lit(None, dtype=SCHEMA[name]).alias(name) for name in _SPC_OUTPUTS),
+                )
+            )
+            continue
+        chart = xmr(frame["actual"], improvement, target)
+        parts.append(base.with_columns(pl.lit("ok").alias("spc_status")).hstack(chart.select(_SPC_OUTPUTS)))
+    if not parts:
+        empty = {
+            **series.schema,
+            "series_points": pl.Int64,
+            "assurance_target": pl.Float64,
+            "spc_status": pl.String,
+        }
+        return pl.DataFrame(schema={c: {**empty, **SCHEMA}[c] for c in KPI_SPC_COLUMNS})
+    return pl.concat(parts, how="vertical_relaxed").select(KPI_SPC_COLUMNS)
