@@ -115,27 +115,49 @@ class Evidence:
     period_noun: str = "period"
 
 
+def clear_trend(trend: Trend | None) -> bool:
+    """A trend whose slope's 95 % interval excludes zero."""
+    return trend is not None and (trend.slope_low > 0 or trend.slope_high < 0)
+
+
+def current_level(e: Evidence) -> float | None:
+    """Where performance is now: the trend's projection when the trend is clear, else the process mean."""
+    return e.trend.projection if clear_trend(e.trend) else e.mean
+
+
+def limits_now(e: Evidence) -> tuple[float, float]:
+    """The process limits around the current level: the process's own limits, moved with a clear trend (centred
+    on its projection, the same width), so a KPI that is moving is judged on where it is heading."""
+    half_width = (e.upl - e.lpl) / 2
+    centre = current_level(e)
+    return centre - half_width, centre + half_width
+
+
 def verdict(e: Evidence) -> str:
-    """The rules, in order (docs/SPC_AND_TARGETS.md):
+    """The rules, in order (docs/SPC_AND_TARGETS.md). The process limits are those of the latest actuals, moved
+    with the trend when it is clear (:func:`limits_now`).
 
     1. ``insufficient_data``: no process limits (fewer than 12 points) or no actual.
-    2. ``unchallenging``: the process passes the target consistently (it lies beyond the worse process limit),
-       or the target is worse than current performance (the process mean and the latest actual) and no better
-       than the comparator median (where there is one).
-    3. ``unrealistic``: the process fails it consistently (beyond the better process limit), and it lies beyond
-       the trend's reach (better than the better end of the projection's interval), and beyond the best
+    2. ``unchallenging``: the process passes the target consistently (it lies beyond the worse limit), or the
+       target is worse than current performance (the latest actual, and the current level: the trend's
+       projection when the trend is clear, its slope's interval excluding zero, else the process mean) and no
+       better than the comparator median (where there is one).
+    3. ``unrealistic``: the process fails it consistently (beyond the better limit), and it lies beyond the
+       trend's reach (better than the better end of the projection's interval), and beyond the best
        comparator (where there are comparators).
     4. otherwise ``challenging_and_realistic``.
     """
     if e.points < MIN_POINTS or e.mean is None or e.lpl is None or e.upl is None or e.latest_actual is None:
         return "insufficient_data"
     s = e.sign
-    if e.assurance == "consistent_pass":
+    lower, upper = limits_now(e)
+    better_limit, worse_limit = (upper, lower) if s > 0 else (lower, upper)
+    if beyond(worse_limit, e.target, s):
         return "unchallenging"
-    worse_than_current = beyond(e.mean, e.target, s) and beyond(e.latest_actual, e.target, s)
+    worse_than_current = beyond(current_level(e), e.target, s) and beyond(e.latest_actual, e.target, s)
     if worse_than_current and (e.comparator_median is None or not beyond(e.target, e.comparator_median, s)):
         return "unchallenging"
-    if e.assurance == "consistent_fail":
+    if beyond(e.target, better_limit, s):
         reach = None if e.trend is None else (e.trend.projection_high if s > 0 else e.trend.projection_low)
         beyond_trend = reach is None or beyond(e.target, reach, s)
         beyond_best = e.best_comparator_value is None or beyond(e.target, e.best_comparator_value, s)
@@ -145,17 +167,18 @@ def verdict(e: Evidence) -> str:
 
 
 def suggested_range(e: Evidence) -> tuple[float | None, float | None]:
-    """A target range that stretches the process without leaving what it can reach.
+    """A target range that stretches the process without leaving what it can reach, as (low, high).
 
-    From: the better of the process mean and the trend's projection (a target no better than that is met on
-    current performance). To: the better of the projection's better end and the top-quartile value, but no
-    further than the better process limit (beyond it the target is met only after the process changes); never
-    short of the "from". Percentages stay within 0-100. None without process limits.
+    From the current level (the better of the process mean and the trend's projection: a target no better than
+    that is met on current performance) to the better of the projection's better end and the top-quartile
+    value, but no further than the better limit around the current level (beyond it the target is met only
+    after the process changes). Percentages stay within 0-100. None without process limits.
     """
     if e.mean is None or e.lpl is None or e.upl is None:
         return None, None
     s = e.sign
-    better_limit = e.upl if s > 0 else e.lpl
+    lower, upper = limits_now(e)
+    better_limit = upper if s > 0 else lower
     start = e.mean if e.trend is None else _better(e.mean, e.trend.projection, s)
     end = start
     if e.trend is not None:
@@ -165,7 +188,7 @@ def suggested_range(e: Evidence) -> tuple[float | None, float | None]:
     end = _worse(end, _better(better_limit, start, s), s)
     if e.unit == "%":
         start, end = (min(100.0, max(0.0, v)) for v in (start, end))
-    return start, end
+    return min(start, end), max(start, end)
 
 
 def fmt(value: float | None, unit: str | None = None) -> str:
@@ -198,31 +221,34 @@ def reason(e: Evidence, verdict_: str, low: float | None, high: float | None) ->
         return f"{target} cannot be judged: the KPI has no actual yet."
     s = e.sign
     worse_word, better_word = ("below", "above") if s > 0 else ("above", "below")
-    better_limit, worse_limit = (e.upl, e.lpl) if s > 0 else (e.lpl, e.upl)
-    if e.assurance == "consistent_fail":
+    lower, upper = limits_now(e)
+    better_limit, worse_limit = (upper, lower) if s > 0 else (lower, upper)
+    moved = " (moved with the trend)" if clear_trend(e.trend) else ""
+    if beyond(e.target, better_limit, s):
         position = (
-            f"{target} lies {better_word} the {'upper' if s > 0 else 'lower'} process limit of "
+            f"{target} lies {better_word} the {'upper' if s > 0 else 'lower'} process limit{moved} of "
             f"{fmt(better_limit, u)}: on current performance it will not be met without a change in how the "
             "service works."
         )
-    elif e.assurance == "consistent_pass":
+    elif beyond(worse_limit, e.target, s):
         position = (
-            f"{target} lies {worse_word} the {'lower' if s > 0 else 'upper'} process limit of "
+            f"{target} lies {worse_word} the {'lower' if s > 0 else 'upper'} process limit{moved} of "
             f"{fmt(worse_limit, u)}: the service meets it every {e.period_noun} without changing anything, so it "
             "does not stretch performance."
         )
     else:
+        centre = "projected level" if moved else "mean"
         position = (
-            f"{target} lies within the process limits ({fmt(e.lpl, u)} to {fmt(e.upl, u)}, mean "
-            f"{fmt(e.mean, u)}): on current performance it will be met in some {e.period_noun}s and missed in "
-            "others."
+            f"{target} lies within the process limits{moved} ({fmt(lower, u)} to {fmt(upper, u)}, "
+            f"{centre} {fmt(current_level(e), u)}): on current performance it will be met in some "
+            f"{e.period_noun}s and missed in others."
         )
     sentences = [position]
     latest = f"The latest actual ({e.latest_period}) is {fmt(e.latest_actual, u)}."
     sentences.append(latest)
     if e.trend is not None:
         step = e.trend.slope * s
-        if e.trend.slope_low <= 0 <= e.trend.slope_high:
+        if not clear_trend(e.trend):
             direction = "no clear trend"
         else:
             direction = "an improving trend" if step > 0 else "a worsening trend"
@@ -232,6 +258,7 @@ def reason(e: Evidence, verdict_: str, low: float | None, high: float | None) ->
             f"{fmt(e.trend.projection, u)} (95 % range {fmt(e.trend.projection_low, u)} to "
             f"{fmt(e.trend.projection_high, u)})."
         )
+
     comparators = []
     if e.best_comparator_value is not None:
         name = f" ({e.best_comparator_name})" if e.best_comparator_name else ""
@@ -245,7 +272,7 @@ def reason(e: Evidence, verdict_: str, low: float | None, high: float | None) ->
         sentences.append(text[0].upper() + text[1:] + ".")
     label = verdict_.replace("_", " ")
     if low is not None and high is not None:
-        span = fmt(low, u) if fmt(low, u) == fmt(high, u) else f"{fmt(low, u)} to {fmt(high, u)}"
+        span = fmt(low, u) if fmt(low, u) == fmt(high, u) else f"between {fmt(low, u)} and {fmt(high, u)}"
         sentences.append(f"Verdict: {label}; a challenging yet realistic target would be {span}.")
     else:
         sentences.append(f"Verdict: {label}.")
@@ -353,7 +380,10 @@ def build_target_review(
         points = len(with_actual)
         latest = with_actual[-1] if with_actual else None
         target_index = periods_in_order.index(target_period)
-        chart = xmr(frame["actual"], improvement, target) if points >= MIN_POINTS else None
+        # The process as it is now: the latest TREND_POINTS actuals (the trend's window), so that a KPI that has
+        # moved over the years is judged on where it is, not on its history.
+        recent = frame["actual"].drop_nulls().tail(TREND_POINTS)
+        chart = xmr(recent, improvement, target) if points >= MIN_POINTS else None
         last = chart.row(-1, named=True) if chart is not None else {}
         trend = (
             theil_sen(actuals[: latest + 1], steps_ahead=target_index - latest)

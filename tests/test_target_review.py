@@ -1,13 +1,21 @@
 """The target review's rules at their boundaries (kpi_lake.target_review): the Theil-Sen trend, the verdict,
-the suggested range, the wording, the comparator statistics."""
+the suggested range, the wording, the comparator statistics; and both new gold tables built by a real nightly run
+on the generated sample, whose story sets targets from unchallenging to unrealistic."""
 
 from dataclasses import replace
 
+import dagster as dg
 import numpy as np
+import polars as pl
 import pytest
 from scipy import stats
 
+from assets.gold.spc import KPI_SPC, TARGET_REVIEW, kpi_spc, target_review_table
+from kpi_lake.sample_data import generate_landing
+from kpi_lake.sample_data.council import KPIS
+from kpi_lake.spc import xmr
 from kpi_lake.target_review import (
+    VERDICTS,
     Evidence,
     Trend,
     fmt,
@@ -106,14 +114,15 @@ def test_unrealistic_needs_a_consistent_fail_beyond_the_trend_and_the_best_compa
     fail = replace(BASE, target=96.0, assurance="consistent_fail", best_comparator_value=94.2)
     assert verdict(fail) == "unrealistic"
     # The trend reaches it (the better end of the projection at or past the target): realistic.
-    reaching = replace(FLAT, slope=1, slope_low=0.5, slope_high=1.5, projection=94, projection_high=96)
+    reaching = replace(FLAT, slope=1, slope_low=-0.1, slope_high=1.5, projection=94, projection_high=96)
     assert verdict(replace(fail, trend=reaching)) == "challenging_and_realistic"
     assert verdict(replace(fail, trend=replace(reaching, projection_high=95.9))) == "unrealistic"
     # A comparator already does it: realistic.
     assert verdict(replace(fail, best_comparator_value=96.0)) == "challenging_and_realistic"
     assert verdict(replace(fail, best_comparator_value=None)) == "unrealistic"
-    # Not beyond the better limit: realistic however far the comparators are.
-    assert verdict(replace(fail, assurance="inconsistent")) == "challenging_and_realistic"
+    # Not beyond the better limit (93.1): realistic even with no comparator doing better.
+    assert verdict(replace(fail, target=93.1, best_comparator_value=None)) == "challenging_and_realistic"
+    assert verdict(replace(fail, target=93.2, best_comparator_value=None)) == "unrealistic"
     # Lower is better: the trend's reach is the lower end of the projection.
     lower = replace(
         BASE, sign=-1, target=8.0, mean=10.0, lpl=9.0, upl=11.0, latest_actual=10.0, assurance="consistent_fail",
@@ -123,6 +132,27 @@ def test_unrealistic_needs_a_consistent_fail_beyond_the_trend_and_the_best_compa
     assert (
         verdict(replace(lower, trend=replace(lower.trend, projection_low=8.0))) == "challenging_and_realistic"
     )
+
+
+def test_a_clear_trend_moves_the_limits_with_it():
+    # A worsening KPI (the sample's DCS222): within the limits of the last 12 quarters, but far beyond where the
+    # process is heading.
+    worsening = replace(
+        BASE, target=55.0, mean=48.9, lpl=40.6, upl=57.2, latest_actual=40.4,
+        trend=Trend(12, -1.3, -1.8, -0.87, 41.3, 38.95, 44.08), unit="%",
+    )  # fmt: skip
+    assert verdict(worsening) == "unrealistic"
+    assert "upper process limit (moved with the trend) of 49.6 %" in review(worsening).reason
+    unclear = replace(worsening, trend=Trend(12, -1.3, -1.8, 0.1, 41.3, 38.95, 44.08))
+    assert verdict(unclear) == "challenging_and_realistic"
+    # An improving KPI (the sample's BPT704) whose target last year's figures set: it is already passed.
+    improving = replace(
+        BASE, target=350.0, mean=314.7, lpl=276.5, upl=352.9, latest_actual=394.0,
+        trend=Trend(12, 14.5, 13.8, 15.5, 412.75, 408.4, 419.25), unit="Number",
+    )  # fmt: skip
+    assert verdict(improving) == "unchallenging"
+    low, high = suggested_range(improving)
+    assert low == pytest.approx(412.75) and high == pytest.approx(419.25)
 
 
 def test_suggested_range_stretches_the_process_within_its_reach():
@@ -135,7 +165,7 @@ def test_suggested_range_stretches_the_process_within_its_reach():
     assert suggested_range(replace(BASE, trend=rising)) == (91.5, 93.0)
     # Lower is better.
     lower = replace(BASE, sign=-1, mean=10.0, lpl=8.0, upl=12.0, trend=None, top_quartile_value=9.0)
-    assert suggested_range(lower) == (10.0, 9.0)
+    assert suggested_range(lower) == (9.0, 10.0)
     # Percentages stay within 0-100; no limits, no range.
     near_full = replace(BASE, mean=99.0, lpl=97.0, upl=101.0, trend=None, top_quartile_value=100.5)
     assert suggested_range(near_full) == (99.0, 100.0)
@@ -159,7 +189,7 @@ def test_reason_reads_like_the_target_setting_paper():
     assert "The best comparator (Ashbury) reaches 94.2 %; the top quarter starts at 91 %" in result.reason
     assert "Over the last 12 quarters there is no clear trend" in result.reason
     assert result.reason.endswith(
-        "Verdict: unrealistic; a challenging yet realistic target would be 90 % to 92 %."
+        "Verdict: unrealistic; a challenging yet realistic target would be between 90 % and 92 %."
     )
 
 
@@ -207,3 +237,99 @@ def test_peer_statistics_quartiles_as_the_mart_ranks_them():
     assert peer_statistics([70], ["OWN"], "OWN", 1) == {}
     sixteen = peer_statistics(list(range(16)), [str(i) for i in range(16)], "OWN", 1)
     assert sixteen["top_quartile_value"] == 12.0  # the 4th best of 16
+
+
+# ---- the gold tables, built nightly from the sample ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory: pytest.TempPathFactory):
+    from tests.pipeline_helpers import local_resources, run_nightly
+
+    root = tmp_path_factory.mktemp("spc")
+    generate_landing(root / "landing", scale=0.3)
+    resources = local_resources(root / "lake", root / "landing")
+    result = run_nightly(resources)
+    assert result.success
+    return resources["lake"], result
+
+
+def test_kpi_spc_and_target_review_are_built_nightly_and_pass_their_checks(nightly):
+    lake, result = nightly
+    materialised = {tuple(e.asset_key.path): e for e in result.get_asset_materialization_events()}
+    for ref in (KPI_SPC, TARGET_REVIEW):
+        assert tuple(ref.key_path) in materialised, ref
+        checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(ref.key_path)]
+        assert len(checks) > 5, ref
+        assert all(e.passed for e in checks), [e.check_name for e in checks if not e.passed]
+    review_ = lake.scan(TARGET_REVIEW).collect()
+    metadata = materialised[tuple(TARGET_REVIEW.key_path)].materialization.metadata
+    assert sum(metadata[f"verdict_{v}"].value for v in VERDICTS) == review_.height
+    spc_metadata = materialised[tuple(KPI_SPC.key_path)].materialization.metadata
+    assert spc_metadata["points_special_cause_concern"].value > 0
+
+
+def test_kpi_spc_charts_every_long_series_and_says_when_one_is_too_short(nightly):
+    lake, _ = nightly
+    table = lake.scan(KPI_SPC).collect()
+    statuses = table.group_by("period_type", "spc_status").agg(pl.col("kpi_code").n_unique())
+    quarterly = dict(
+        statuses.filter(pl.col("period_type") == "quarter").select("spc_status", "kpi_code").iter_rows()
+    )
+    assert quarterly.get("ok", 0) >= 30
+    annual = table.filter(pl.col("period_type") == "financial_year")
+    assert (
+        set(annual["spc_status"]) == {"insufficient_points"} and annual["upl"].null_count() == annual.height
+    )
+    # Every charted series re-derives from its own actuals with the public function.
+    for series in table.filter(pl.col("spc_status") == "ok").partition_by("kpi_code", "period_type"):
+        chart = xmr(series["actual"], series["improvement"][0], series["assurance_target"][0])
+        for column in ("mean", "lpl", "upl", "point_type", "assurance_type"):
+            assert series[column].to_list() == chart[column].to_list(), (series["kpi_code"][0], column)
+
+
+def test_the_verdicts_find_the_samples_targets(nightly):
+    lake, _ = nightly
+    review_ = lake.scan(TARGET_REVIEW).collect()
+    assert set(review_["verdict"]) == set(VERDICTS)
+    story = {k.code: (k.target_stance, k.trend) for k in KPIS if k.period_kind == "quarter"}
+    verdict_of = dict(
+        review_.filter(pl.col("period_type") == "quarter").select("kpi_code", "verdict").iter_rows()
+    )
+    # Targets set below last year's outturn on KPIs that keep improving are found unchallenging.
+    easy = [
+        code for code, (stance, trend) in story.items() if stance == "unchallenging" and trend == "improving"
+    ]
+    assert easy and all(verdict_of[code] == "unchallenging" for code in easy), {
+        c: verdict_of[c] for c in easy
+    }
+    # Targets far beyond last year on KPIs that stall or worsen: at least two found unrealistic, none unchallenging.
+    hard = [
+        code for code, (stance, trend) in story.items() if stance == "unrealistic" and trend != "volatile"
+    ]
+    found = [code for code in hard if verdict_of[code] == "unrealistic"]
+    assert len(found) >= 2, {c: verdict_of[c] for c in hard}
+    assert not [
+        c for c, (stance, _) in story.items() if stance == "unrealistic" and verdict_of[c] == "unchallenging"
+    ]
+    assert not [
+        c for c, (stance, _) in story.items() if stance == "unchallenging" and verdict_of[c] == "unrealistic"
+    ]
+    # Annual KPIs have too few years for process limits, and say so.
+    annual = review_.filter(pl.col("period_type") != "quarter")
+    assert set(annual["verdict"]) == {"insufficient_data"}
+    assert annual["reason"].str.contains("process limits need at least 12").all()
+    # The reason names the target, the limits and the verdict.
+    unrealistic = review_.filter(pl.col("verdict") == "unrealistic").row(0, named=True)
+    assert unrealistic["reason"].startswith(
+        f"The target of {fmt(unrealistic['target'], unrealistic['unit'])}"
+    )
+    assert "Verdict: unrealistic" in unrealistic["reason"]
+
+
+def test_a_rerun_with_nothing_new_rebuilds_nothing(nightly):
+    lake, _ = nightly
+    before = {ref: lake.state(ref).version for ref in (KPI_SPC, TARGET_REVIEW)}
+    result = dg.materialize([kpi_spc, target_review_table], resources={"lake": lake})
+    assert result.success
+    assert {ref: lake.state(ref).version for ref in (KPI_SPC, TARGET_REVIEW)} == before

@@ -5,8 +5,6 @@ Delta version or their rules changed. Their quality checks are the suites in exp
 See docs/SPC_AND_TARGETS.md.
 """
 
-from __future__ import annotations
-
 import inspect
 from collections.abc import Callable
 
@@ -63,9 +61,9 @@ TARGET_REVIEW_DOCS = {
     "polarity": "dim_kpi.polarity",
     "unit": "dim_kpi.unit",
     "series_points": "Periods with an actual",
-    "process_mean": "Process mean (kpi_spc)",
-    "lpl": "Lower process limit",
-    "upl": "Upper process limit",
+    "process_mean": "Process mean of the latest 12 actuals (the process as it is now)",
+    "lpl": "Lower process limit of the latest 12 actuals",
+    "upl": "Upper process limit of the latest 12 actuals",
     "assurance_type": "consistent_pass | consistent_fail | inconsistent (null: too few points)",
     "variation_type": "The point type of the latest point",
     "trend_points": "Latest actuals the trend is fitted on (up to 12)",
