@@ -366,6 +366,8 @@ def build_target_review(
         .select("kpi_code", "period_key", "geography_code", "actual")
         .collect()
     )
+    peers_of = peers.partition_by("kpi_code", as_dict=True, include_key=False)
+    no_peers = peers.clear().drop("kpi_code")
     rows = []
     for frame in series.partition_by(list(SERIES_KEY), maintain_order=True):
         first = frame.row(0, named=True)
@@ -391,10 +393,9 @@ def build_target_review(
             else None
         )
         peer_period, stats = None, {}
+        kpi_peers = peers_of.get((first["kpi_code"],), no_peers)
         for index in range(target_index, -1, -1):  # the latest period up to the target's with comparators
-            at = peers.filter(
-                (pl.col("kpi_code") == first["kpi_code"]) & (pl.col("period_key") == periods_in_order[index])
-            )
+            at = kpi_peers.filter(pl.col("period_key") == periods_in_order[index])
             stats = peer_statistics(at["actual"].to_list(), at["geography_code"].to_list(), own_code, sign)
             if stats:
                 peer_period = periods_in_order[index]

@@ -254,14 +254,19 @@ def nightly(tmp_path_factory: pytest.TempPathFactory):
     return resources["lake"], result
 
 
-def test_kpi_spc_and_target_review_are_built_nightly_and_pass_their_checks(nightly):
+def test_kpi_spc_and_target_review_are_built_nightly_and_pass_their_suites(nightly):
+    from assets.quality import EXPECTATIONS_ROOT
+    from kpi_lake.quality import load_suites
+    from kpi_lake.quality.validate import validate_table
+
     lake, result = nightly
     materialised = {tuple(e.asset_key.path): e for e in result.get_asset_materialization_events()}
+    suites = {suite.ref: suite for suite in load_suites(EXPECTATIONS_ROOT)}
     for ref in (KPI_SPC, TARGET_REVIEW):
         assert tuple(ref.key_path) in materialised, ref
-        checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(ref.key_path)]
-        assert len(checks) > 5, ref
-        assert all(e.passed for e in checks), [e.check_name for e in checks if not e.passed]
+        report = validate_table(lake, suites[ref], result.run_id)
+        assert len(report.outcomes) > 10 and report.rows_in_table > 0, ref
+        assert not report.failures(), [(o.name, o.observed_value) for o in report.failures()]
     review_ = lake.scan(TARGET_REVIEW).collect()
     metadata = materialised[tuple(TARGET_REVIEW.key_path)].materialization.metadata
     assert sum(metadata[f"verdict_{v}"].value for v in VERDICTS) == review_.height
@@ -315,10 +320,14 @@ def test_the_verdicts_find_the_samples_targets(nightly):
     assert not [
         c for c, (stance, _) in story.items() if stance == "unchallenging" and verdict_of[c] == "unrealistic"
     ]
-    # Annual KPIs have too few years for process limits, and say so.
-    annual = review_.filter(pl.col("period_type") != "quarter")
-    assert set(annual["verdict"]) == {"insufficient_data"}
-    assert annual["reason"].str.contains("process limits need at least 12").all()
+    # Series of fewer than 12 actuals say so: every financial- and academic-year KPI (five or six years); the
+    # emissions' calendar years (2005 on) are long enough to be judged.
+    short = review_.filter(pl.col("series_points") < 12)
+    assert set(short["verdict"]) == {"insufficient_data"}
+    assert short["reason"].str.contains("process limits need at least 12").all()
+    assert set(short["period_type"]) >= {"financial_year", "academic_year"}
+    emissions = review_.filter(pl.col("period_type") == "calendar_year", pl.col("series_points") >= 12)
+    assert emissions.height > 0 and "insufficient_data" not in set(emissions["verdict"])
     # The reason names the target, the limits and the verdict.
     unrealistic = review_.filter(pl.col("verdict") == "unrealistic").row(0, named=True)
     assert unrealistic["reason"].startswith(

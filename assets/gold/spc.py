@@ -175,7 +175,7 @@ def kpi_spc(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.Materializ
         "with a suggested target range and the reason in plain English. Rules: kpi_lake/target_review.py; see "
         "docs/SPC_AND_TARGETS.md.",
         TARGET_REVIEW_DOCS,
-        (*INPUTS, KPI_SPC),
+        INPUTS,
     )
 )
 def target_review_table(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.MaterializeResult:
