@@ -4,7 +4,7 @@ operations sensors (files landing, run failures, Data Docs) and the resources.""
 import dagster as dg
 
 from assets.bronze import bronze_assets
-from assets.gold import kpi_mart_assets, sql_model_assets_from_tree
+from assets.gold import kpi_mart_assets, spc_assets, sql_model_assets_from_tree
 from assets.quality import quality_checks
 from assets.silver import silver_assets
 from pipelines import sensors
@@ -16,6 +16,7 @@ all_assets = [
     *silver_assets,
     *kpi_mart_assets,
     *sql_model_assets_from_tree(python_assets=[*bronze_assets, *silver_assets, *kpi_mart_assets]),
+    *spc_assets,
 ]
 
 defs = dg.Definitions(
