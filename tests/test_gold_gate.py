@@ -47,7 +47,7 @@ def _run_gold(lake_root: Path, landing_root: Path, instance: dg.DagsterInstance 
     """The fact and everything after it, with their checks, as the nightly job runs them."""
     job = _defs(lake_root, landing_root).resolve_job_def("nightly_sync")
     graph = job.asset_layer.asset_graph
-    selected = dg.AssetSelection.assets(FACT.key_path).downstream().resolve(graph)
+    selected = dg.AssetSelection.assets(FACT.key_path, FACT_WITHHELD.key_path).downstream().resolve(graph)
     return job.get_subset(asset_selection=set(selected)).execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False
     )
