@@ -180,6 +180,16 @@ def fact_kpi_value(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterat
         withheld_state = lake.state(FACT_WITHHELD, operation="unchanged")
     else:
         published, withheld_rows = gate_fact(lake, suite, context.run.run_id, log=context.log.info)
+        duplicated = published.filter(published.select(FACT_KEY).is_duplicated())
+        if duplicated.height:
+            # Structural: the table is wrong, not a row. Nothing is written; readers keep the last good version.
+            keys = duplicated.select(FACT_KEY).unique().head(5).to_dicts()
+            raise dg.Failure(
+                description=f"{FACT}: {duplicated.height} rows share a (kpi_code, period_key, geography_code), "
+                f"e.g. {keys}; nothing written, the last good version is kept",
+                metadata={"duplicated_rows": duplicated.height},
+                allow_retries=False,
+            )
         # The withheld rows first: a reader who misses a row finds why before the row is gone.
         withheld_state = lake.overwrite(FACT_WITHHELD, withheld_rows)
         if published.is_empty() and not withheld_rows.is_empty():
