@@ -212,7 +212,7 @@ def _stand_in_graph(suites: Path) -> list:
     external.append(dg.AssetSpec(DIM_GEOGRAPHY.key_path))
 
     @dg.asset(key=FACT.key_path, deps=[s.key for s in external], group_name="gold_kpi_mart")
-    def fact_kpi_value(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.MaterializeResult:
+    def fact_kpi_value(context, lake: DeltaLake) -> dg.MaterializeResult:
         values = lake.scan(SILVER_VALUES)
         fact = values.select(
             "kpi_code",
