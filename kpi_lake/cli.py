@@ -152,7 +152,15 @@ def _sync(args: argparse.Namespace) -> int:
             published = render_data_docs(initialised.lake, result.run_id)
         if published is not None:
             print(f"Data Docs: {redact(published.index_uri)} ({published.suites} suites)")
-    if not result.success:
+    withheld = [c for c in checks if c.check_name == "no_rows_withheld" and not c.passed]
+    for check in withheld:  # a gold gate withheld rows: the rest is published, these are not
+        table = "/".join(check.asset_key.path)
+        where = check.metadata.get("withheld_table")
+        print(
+            f"WITHHELD from {table}: {check.description}\n  read why: {where.value if where else table + '_withheld'}",
+            file=sys.stderr,
+        )
+    if not result.success or withheld:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error

@@ -232,8 +232,10 @@ def alert_payload(context: dg.RunFailureSensorContext) -> dict:
     """What is known about a failed run, without secrets: job, run id, failed steps and their errors."""
     run = context.dagster_run
     steps = [
-        {"step": event.step_key, "error": _root_error(event)} for event in context.get_step_failure_events()
+        {"step": event.step_key, "error": _root_error(event), **_withheld(event)}
+        for event in context.get_step_failure_events()
     ]
+    withheld = sorted({kpi for step in steps for kpi in step.get("kpis_withheld", [])})
     trigger = run.tags.get("kpi_lake/trigger") or (
         "schedule" if run.tags.get("dagster/schedule_name") else "manual"
     )
@@ -245,6 +247,22 @@ def alert_payload(context: dg.RunFailureSensorContext) -> dict:
         "trigger": trigger,
         "message": redact_error(context.failure_event.message or "run failed")[:2000],
         "failed_steps": steps,
+        # A gold gate that withheld rows: the rest was published, these KPIs were not (the table says why).
+        **({"kpis_withheld": withheld} if withheld else {}),
+    }
+
+
+def _withheld(event: dg.DagsterEvent) -> dict:
+    """For the failure of a gate's ``no_rows_withheld`` check: the rows and KPIs withheld, and where to look
+    (from the failure's metadata, so the alert needs no read of the lake)."""
+    failure = getattr(event.event_specific_data, "user_failure_data", None)
+    metadata = getattr(failure, "metadata", None) or {}
+    if "rows_withheld" not in metadata:
+        return {}
+    return {
+        key: getattr(metadata[key], "value", metadata[key])
+        for key in ("rows_withheld", "kpis_withheld", "withheld_table")
+        if key in metadata
     }
 
 

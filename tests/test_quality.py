@@ -13,7 +13,8 @@ import pytest
 
 from assets.quality import EXPECTATIONS_ROOT, quality_checks
 from assets.silver import SILVER_TABLES
-from kpi_lake.quality import HISTORY, SuiteError, load_suites, validate_table
+from kpi_lake.quality import HISTORY, SuiteError, load_suite, load_suites, validate_table
+from kpi_lake.quality.gate import split_rows, withheld_ref
 from kpi_lake.quality.native import freshness, row_count_change, schema_drift
 from kpi_lake.quality.suites import NativeRule, parse_suite
 from kpi_lake.tables import TableRef
@@ -201,16 +202,17 @@ def test_a_rerun_with_nothing_new_reuses_the_results_without_gx(nightly, sample_
     assert silver_gx["rows_validated"].sum() == 0
 
 
-# ---- a corrupted silver table stops the gold publication --------------------------------------------------------
-def _stand_in_graph() -> list:
-    """silver kpi_values (already in the lake) → a gold fact built here → the report councillors read."""
+# ---- a corrupted silver table: bad rows withheld, a structural failure stops publication----------------------------------------------------
+def _stand_in_graph(suites: Path) -> list:
+    """silver kpi_values (already in the lake) → a gold fact built here, through the gate of its suite in
+    ``suites`` → the report councillors read."""
     external = [
         dg.AssetSpec(ref.key_path) for ref in (SILVER_VALUES, SILVER_DEFINITIONS, DIM_KPI, DIM_PERIOD)
     ]
     external.append(dg.AssetSpec(DIM_GEOGRAPHY.key_path))
 
     @dg.asset(key=FACT.key_path, deps=[s.key for s in external], group_name="gold_kpi_mart")
-    def fact_kpi_value(lake: DeltaLake) -> dg.MaterializeResult:
+    def fact_kpi_value(context, lake: DeltaLake) -> dg.MaterializeResult:
         values = lake.scan(SILVER_VALUES)
         fact = values.select(
             "kpi_code",
@@ -243,7 +245,14 @@ def _stand_in_graph() -> list:
             pl.lit(None, pl.Boolean).alias("is_reconciled"),
             pl.lit(None, pl.String).alias("reconciliation_note"),
         )
-        return dg.MaterializeResult(metadata=lake.overwrite(FACT, fact).to_metadata())
+        gate = split_rows(
+            fact,
+            load_suite(suites / f"{FACT.path}.yml", suites),
+            context.run.run_id,
+            tables=lambda ref: lake.scan(ref) if lake.exists(ref) else None,
+        )
+        lake.overwrite(withheld_ref(FACT), gate.withheld)
+        return dg.MaterializeResult(metadata=lake.overwrite(FACT, gate.published).to_metadata())
 
     @dg.asset(key=REPORT.key_path, deps=[FACT.key_path], group_name="gold_kpi_mart")
     def cabinet_report(lake: DeltaLake) -> dg.MaterializeResult:
@@ -253,8 +262,9 @@ def _stand_in_graph() -> list:
     return [*external, fact_kpi_value, cabinet_report]
 
 
-def _lake_with_silver(source: DeltaLake, root: Path, corrupt: bool) -> DeltaLake:
-    """A fresh lake with the sample's SPAR.net silver tables (corrupted on request) and the dimensions."""
+def _lake_with_silver(source: DeltaLake, root: Path, corrupt: bool, duplicate: bool = False) -> DeltaLake:
+    """A fresh lake with the sample's SPAR.net silver tables (a few bad rows, or a duplicated key, on request)
+    and the dimensions."""
     lake = DeltaLake(root=str(root), azure=AzureStorage())
     definitions = source.scan(SILVER_DEFINITIONS).collect()
     values = source.scan(SILVER_VALUES).collect()
@@ -270,6 +280,8 @@ def _lake_with_silver(source: DeltaLake, root: Path, corrupt: bool) -> DeltaLake
             pl.when(row == first_percent).then(140.0).otherwise(pl.col("actual")).alias("actual"),  # 140%
         )
         values = pl.concat([values, values.head(1).with_columns(pl.lit("ZZZ999").alias("kpi_code"))])
+    if duplicate:  # structural: no row is wrong on its own, the table is
+        values = pl.concat([values, values.head(1)])
     lake.overwrite(SILVER_DEFINITIONS, definitions)
     lake.overwrite(SILVER_VALUES, values)
     lake.overwrite(DIM_KPI, definitions.select("kpi_code", "unit"))
@@ -279,7 +291,7 @@ def _lake_with_silver(source: DeltaLake, root: Path, corrupt: bool) -> DeltaLake
 
 
 def _run_stand_in(lake: DeltaLake, suites: Path):
-    graph = _stand_in_graph()
+    graph = _stand_in_graph(suites)
     defs = dg.Definitions(
         assets=graph,
         asset_checks=quality_checks(graph, suites_root=suites),
@@ -309,32 +321,41 @@ def test_a_clean_silver_table_is_published(nightly, fact_suites: Path, tmp_path:
     assert tuple(REPORT.key_path) in materialised
 
 
-def test_a_corrupted_silver_table_blocks_gold_publication(nightly, fact_suites: Path, tmp_path: Path):
+def test_a_corrupted_silver_table_has_its_bad_rows_withheld_from_gold(
+    nightly, fact_suites: Path, tmp_path: Path
+):
     _, _, sample = nightly
     lake = _lake_with_silver(sample, tmp_path / "lake", corrupt=True)
     result = _run_stand_in(lake, fact_suites)
 
-    assert not result.success
-    failed = {
-        e.check_name: e
-        for e in result.get_asset_check_evaluations()
-        if not e.passed and e.asset_key == dg.AssetKey(FACT.key_path)
+    # The three bad rows are withheld, each with the expectation it breaks and why.
+    withheld = lake.scan(withheld_ref(FACT)).collect()
+    by_expectation = {row["expectation"]: row for row in withheld.iter_rows(named=True)}
+    assert set(by_expectation) == {
+        "gx_kpi_code_not_null",
+        "gx_actual_percentage_0_100",
+        "rel_kpi_code_in_dim_kpi",
     }
-    for name in ("gx_kpi_code_not_null", "gx_actual_percentage_0_100", "rel_kpi_code_in_dim_kpi"):
-        assert name in failed, f"{name} did not fail: {sorted(failed)}"
-        assert failed[name].severity == dg.AssetCheckSeverity.ERROR and failed[name].blocking
-    sample_rows = failed["gx_actual_percentage_0_100"].metadata["sample_failing_rows"].value
-    assert any(row.get("actual") == 140.0 for row in sample_rows)
-    assert "ZZZ999" in failed["rel_kpi_code_in_dim_kpi"].metadata["message"].value
+    assert by_expectation["gx_kpi_code_not_null"]["kpi_code"] is None
+    assert by_expectation["gx_actual_percentage_0_100"]["observed_value"] == "140.0"
+    assert "ZZZ999 is not in gold/kpi_mart/dim_kpi" in by_expectation["rel_kpi_code_in_dim_kpi"]["reason"]
+    assert (withheld["run_id"] == result.run_id).all()
 
-    # The fact was written and checked, but nothing built on it was published.
+    # None of them reaches a reader: not the fact, not the report built on it; the rest is published.
+    fact = lake.scan(FACT).collect()
+    assert fact.height == lake.scan(SILVER_VALUES).select(pl.len()).collect().item() - 3
+    assert fact["kpi_code"].null_count() == 0 and "ZZZ999" not in fact["kpi_code"].to_list()
+    assert 140.0 not in fact["actual"].to_list()
     materialised = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
-    assert tuple(FACT.key_path) in materialised and tuple(REPORT.key_path) not in materialised
-    assert not lake.exists(REPORT)
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert (
-        "gx_kpi_code_not_null" in failure.event_specific_data.error.message
-    )  # the run names the expectation
+    assert tuple(REPORT.key_path) in materialised
+    report = lake.scan(REPORT).collect()
+    assert report["kpi_code"].null_count() == 0 and 140.0 not in report["actual"].to_list()
+    # The blocking checks see only what was published, and pass: nothing was blocked or withdrawn.
+    fact_checks = [
+        e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey(FACT.key_path)
+    ]
+    assert fact_checks and all(e.passed for e in fact_checks if e.severity == dg.AssetCheckSeverity.ERROR)
+    assert "kpi_lake.withdrawn_version" not in lake.last_commit_metadata(FACT)
     # Silver's own checks saw the same rows, as warnings.
     silver = {
         e.check_name: e
@@ -345,8 +366,29 @@ def test_a_corrupted_silver_table_blocks_gold_publication(nightly, fact_suites: 
         assert not silver["gx_kpi_code_not_null"].passed
         assert silver["gx_kpi_code_not_null"].severity == dg.AssetCheckSeverity.WARN
 
+
+def test_a_structural_failure_blocks_gold_publication_and_withdraws_the_version(
+    nightly, fact_suites: Path, tmp_path: Path
+):
+    _, _, sample = nightly
+    lake = _lake_with_silver(sample, tmp_path / "lake", corrupt=False, duplicate=True)
+    result = _run_stand_in(lake, fact_suites)
+
+    assert not result.success
+    failed = {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.asset_key == dg.AssetKey(FACT.key_path)
+    }
+    assert "gx_fact_key_unique" in failed and failed["gx_fact_key_unique"].blocking
+    # The fact was written and checked, but nothing built on it was published.
+    materialised = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
+    assert tuple(FACT.key_path) in materialised and tuple(REPORT.key_path) not in materialised
+    assert not lake.exists(REPORT)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "gx_fact_key_unique" in failure.event_specific_data.error.message  # the run names the expectation
     history = lake.scan(HISTORY).filter(pl.col("table") == FACT.path).collect()
-    assert not history.filter(pl.col("check_name") == "gx_kpi_code_not_null")["success"].any()
+    assert not history.filter(pl.col("check_name") == "gx_fact_key_unique")["success"].any()
     # Readers (Power BI, Excel) do not see the failed numbers either: the first version was withdrawn.
     assert lake.scan(FACT).select(pl.len()).collect().item() == 0
     assert lake.last_commit_metadata(FACT)["kpi_lake.withdrawn_version"] == "0"
@@ -360,7 +402,7 @@ def test_a_failed_gold_version_is_withdrawn_back_to_the_last_good_one(
     clean_lake = _lake_with_silver(sample, root, corrupt=False)
     assert _run_stand_in(clean_lake, fact_suites).success
     published = clean_lake.scan(FACT).collect()
-    corrupted_lake = _lake_with_silver(sample, root, corrupt=True)
+    corrupted_lake = _lake_with_silver(sample, root, corrupt=False, duplicate=True)
     assert not _run_stand_in(corrupted_lake, fact_suites).success
     after = corrupted_lake.scan(FACT).collect()
     assert after.sort(FACT_KEY_COLUMNS).equals(published.sort(FACT_KEY_COLUMNS))
