@@ -2,9 +2,9 @@
 
 Files: each file is read as text (``kpi_lake.raw_files``) and its rows replace that file's earlier rows in
 one commit; a file whose content hash is already in the table is not read again.
-Database tables: rows changed since the table's watermark (the largest ``updated_at`` already in bronze)
-are merged on the primary key; soft deletes arrive as changed rows and hard deletes are found by comparing
-keys, so bronze mirrors the source. Either way a rerun with nothing new writes nothing.
+Database tables: rows changed since the table's watermark (the largest ``updated_at`` already in bronze) less
+a look-back, and now and then the whole table, are merged on the primary key; soft deletes arrive as changed
+rows and hard deletes are found by comparing keys, so bronze mirrors the source. Either way a rerun with nothing new writes nothing.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ import pytest
 from assets.bronze import FILE_TABLES
 from assets.bronze.factory import file_bronze_asset
 from assets.silver import qol_survey
-from assets.silver.factory import silver_asset
-from kpi_lake.personal_data import DEVELOPMENT_KEY
+from assets.silver.factory import SilverTable, silver_asset
+from kpi_lake.conform import Conformed, quarantine
+from kpi_lake.personal_data import DEVELOPMENT_KEY, PersonalSource
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake
 from tests.pipeline_helpers import local_resources, run_nightly
@@ -197,3 +198,56 @@ def test_key_change_rekeys_silver_and_ids_are_not_reproducible(
     assert "pseudonym_key" in json.loads(built_from) and "second-real-key" not in built_from
     log = "".join(p.read_text() for p in (Path(lake.root) / RESPONSES.path / "_delta_log").glob("*.json"))
     assert "real-key" not in log
+
+
+def _careless_conform(careless: pl.LazyFrame | None, key: bytes) -> Conformed:
+    """A conform function that forgets the allow-list: quarantines every row with its whole record."""
+    frame = careless.collect()
+    held = quarantine(
+        frame, source_table="bronze/qol_survey/responses", column="telephone", reason="careless"
+    )
+    return Conformed(
+        rows=pl.DataFrame({"respondent_key": ["k"], "telephone": ["07700 900999"]}), quarantine=held
+    )
+
+
+def test_personal_source_is_cut_to_its_allow_list_whatever_the_conform_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A personal-data silver table keeps only allow-listed fields even when its conform code leaks them"""
+    monkeypatch.delenv("KPI_LAKE_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("KPI_LAKE_ALLOW_DEV_KEY", raising=False)
+    lake = local_resources(tmp_path / "lake", tmp_path / "landing")["lake"]
+    bronze = TableRef("bronze", "qol_survey", "careless")
+    lake.overwrite(
+        bronze,
+        pl.DataFrame(
+            {
+                "ward_code": ["E05099001"],
+                "telephone": ["07700 900999"],
+                "note": ["call 07700 900999"],
+                "q01": ["3"],
+            }
+        ),
+    )
+    spec = SilverTable(
+        ref=TableRef("silver", "qol_survey", "careless"),
+        inputs=(bronze,),
+        conform=_careless_conform,
+        description="a careless table",
+        columns={"respondent_key": "id"},
+        personal=PersonalSource(allowed_columns=("ward_code",), allowed_pattern=r"q\d+"),
+    )
+    landing = local_resources(tmp_path / "lake", tmp_path / "landing")["landing"]
+    result = dg.materialize(
+        [silver_asset(spec)],
+        resources={"lake": lake, "landing": landing},
+        raise_on_error=False,
+    )
+    assert not result.success  # an empty landing zone is not the sample: the development key is refused
+    monkeypatch.setenv("KPI_LAKE_PSEUDONYM_KEY", "careless-test-key")
+    assert dg.materialize([silver_asset(spec)], resources={"lake": lake, "landing": landing}).success
+    held = lake.scan(spec.quarantine_ref).collect()
+    assert json.loads(held["raw_record"].item()) == {"ward_code": "E05099001", "q01": "3"}
+    assert held["value"].item() is None and held["column"].item() == "telephone"
+    assert lake.scan(spec.ref).collect().columns == ["respondent_key"]
