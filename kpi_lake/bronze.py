@@ -277,10 +277,12 @@ def land_database_table(
             full = f"last full reconciliation {last_full_reconciliation:%Y-%m-%d %H:%M} UTC"
 
     with engine.connect() as connection:
-        source_keys = pl.read_database(sa.select(table.c[key]), connection)[key]
-        duplicated_keys = source_keys.filter(source_keys.is_duplicated()).drop_nulls().unique()
-        if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
-            full = f"{duplicated_keys.len()} keys appear more than once at source"
+        source_keys = duplicated_keys = pl.Series(key, [])
+        if exists:  # on a first load, the rows read are all the keys there are
+            source_keys = pl.read_database(sa.select(table.c[key]), connection)[key]
+            duplicated_keys = _repeated(source_keys)
+            if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
+                full = f"{duplicated_keys.len()} keys appear more than once at source"
         if full is None:
             # A cheap comparison of keys: a row inserted with an old updated_at is missed by any watermark.
             unseen = _unseen_keys(lake, spec, source_keys, duplicated_keys)
@@ -313,6 +315,8 @@ def land_database_table(
             changed, rejected = _type_text_rows(text, types)
     report.full_reconciliation = full
     report.reconciled_at = loaded_at if full else last_full_reconciliation
+    if not exists:
+        duplicated_keys = _repeated(changed[key])
     changed, bad_keys = _split_bad_keys(changed, key, duplicated_keys)
     rejected = pl.concat([rejected, bad_keys], how="diagonal_relaxed")
     if rejected.height:
@@ -358,6 +362,10 @@ def land_database_table(
         f"{report.rows_deleted} deleted in source"
     )
     return report
+
+
+def _repeated(keys: pl.Series) -> pl.Series:
+    return keys.filter(keys.is_duplicated()).drop_nulls().unique()
 
 
 def _unseen_keys(lake: DeltaLake, spec: DatabaseTable, source_keys: pl.Series, duplicated: pl.Series) -> int:
