@@ -3,9 +3,10 @@
 Files: each file is read as text (``kpi_lake.raw_files``) and its rows replace that file's earlier rows in
 one commit; a file whose content hash is already in the table is not read again. A file that cannot be
 landed is recorded in ``<table>_bad_files`` (file, hash, error) while the good files land.
-Database tables: rows changed since the table's watermark (the largest ``updated_at`` already in bronze)
-are merged on the primary key; soft deletes arrive as changed rows and hard deletes are found by comparing
-keys, so bronze mirrors the source. Either way a rerun with nothing new writes nothing.
+Database tables: rows changed since the table's watermark (the largest ``updated_at`` already in bronze) less
+a look-back, and now and then the whole table, are merged on the primary key; soft deletes arrive as changed
+rows and hard deletes are found by comparing keys, so bronze mirrors the source. Either way a rerun with
+nothing new writes nothing.
 """
 
 from __future__ import annotations
@@ -374,6 +375,18 @@ def _likeness(name: str, table: FileTable) -> float:
 
 
 # ---- database tables ----------------------------------------------------------------------------------------
+#: Rows whose ``updated_at`` is at most this much older than bronze's watermark are read again on every run
+#: (merged on the key, so unchanged ones write nothing): late-arriving changes and clock skew are caught.
+DEFAULT_LOOKBACK = dt.timedelta(hours=72)
+#: Every so often the whole table is read and merged (only rows that differ are written): catches changes
+#: whatever their ``updated_at`` (a restore, a bulk fix that did not touch it).
+DEFAULT_FULL_RECONCILIATION = dt.timedelta(days=7)
+REJECT_REASON = "_reason"
+REJECT_KEY = "_rejected_record"
+#: Beyond this many repeated keys, the whole table is read rather than listing them in the query.
+MAX_KEYS_IN_QUERY = 1000
+
+
 @dataclass(frozen=True)
 class DatabaseTable:
     """A bronze table mirrored from a business-system database table."""
@@ -383,10 +396,45 @@ class DatabaseTable:
     primary_key: str
     watermark: str = "updated_at"
     description: str = ""
+    lookback: dt.timedelta = DEFAULT_LOOKBACK
+    full_reconciliation_every: dt.timedelta = DEFAULT_FULL_RECONCILIATION
 
     @property
     def ref(self) -> TableRef:
         return TableRef("bronze", self.source, self.table)
+
+    @property
+    def rejected_ref(self) -> TableRef:
+        return TableRef("bronze", self.source, f"{self.table}_rejected")
+
+
+@dataclass
+class DatabaseLandingReport(LandingReport):
+    """What one database extract did: besides rows, whether it was a full reconciliation (and why), the
+    columns that appeared or disappeared at source, and why rows were rejected."""
+
+    full_reconciliation: str | None = None
+    reconciled_at: dt.datetime | None = None
+    columns_added: list[str] = field(default_factory=list)
+    columns_removed: list[str] = field(default_factory=list)
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, Any]:
+        metadata = super().to_metadata()
+        metadata["full_reconciliation"] = self.full_reconciliation or "no (incremental, with look-back)"
+        if self.reconciled_at is not None:
+            metadata[LAST_FULL_RECONCILIATION] = self.reconciled_at.isoformat()
+        if self.columns_added or self.columns_removed:
+            drift = [f"added at source: {', '.join(self.columns_added)}"] if self.columns_added else []
+            drift += [f"gone from source: {', '.join(self.columns_removed)}"] if self.columns_removed else []
+            metadata["schema_drift"] = "; ".join(drift)
+        if self.rejected_reasons:
+            metadata["rejected_reasons"] = "; ".join(f"{r} ({n})" for r, n in self.rejected_reasons.items())
+        return metadata
+
+
+#: Materialisation metadata key holding when the table was last fully reconciled (ISO timestamp).
+LAST_FULL_RECONCILIATION = "last_full_reconciliation"
 
 
 def land_database_table(
@@ -396,36 +444,72 @@ def land_database_table(
     engine: Any,
     run_id: str,
     loaded_at: dt.datetime | None = None,
+    last_full_reconciliation: dt.datetime | None = None,
     batch_size: int = 250_000,
     log: Callable[[str], None] = lambda _: None,
-) -> LandingReport:
-    """Merge rows changed since the watermark into bronze, and mark rows deleted from the source."""
+) -> DatabaseLandingReport:
+    """Merge rows changed since the watermark (less the look-back) into bronze, and mark rows deleted from
+    the source. The whole table is read instead on the first load, when the source's columns changed, when
+    the source holds keys bronze has never seen, and every ``spec.full_reconciliation_every``.
+
+    Rows with a NULL primary key, or a key that appears more than once at source, go to
+    ``<table>_rejected`` with the reason, never into bronze (for a duplicated key, bronze keeps the version
+    it already held). New source columns are added to bronze (reported as schema drift)."""
     import sqlalchemy as sa  # imported here: keeps the code location light to load
 
-    report = LandingReport(spec.ref, from_files=False)
+    report = DatabaseLandingReport(spec.ref, from_files=False)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
     table = sa.Table(spec.table, sa.MetaData(), autoload_with=engine)
-    if spec.primary_key not in table.c or spec.watermark not in table.c:
+    key = spec.primary_key
+    if key not in table.c or spec.watermark not in table.c:
         raise RawFileError(
-            f"database table {spec.table}: expected columns {spec.primary_key!r} (primary key) and "
+            f"database table {spec.table}: expected columns {key!r} (primary key) and "
             f"{spec.watermark!r} (watermark); found {sorted(table.c.keys())}"
         )
-    exists = lake.exists(spec.ref)
-    watermark = None
-    if exists:
-        watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
-    query = sa.select(table)
-    if watermark is not None:
-        # >= rather than >: rows written in the same instant as the last load are not missed; the merge below
-        # leaves rows that did not change untouched, so re-reading them costs nothing in the table.
-        query = query.where(table.c[spec.watermark] >= _as_source_timestamp(watermark))
-    query = query.order_by(table.c[spec.watermark], table.c[spec.primary_key])
-
     types = _polars_types(table)
-    rejected = pl.DataFrame()
+    exists = lake.exists(spec.ref)
+    full = "first load" if not exists else None
+    if exists:
+        bronze_columns = lake.scan(spec.ref).collect_schema().names()
+        report.columns_added = [c for c in types if c not in bronze_columns]
+        report.columns_removed = [c for c in bronze_columns if not c.startswith("_") and c not in types]
+        if report.columns_added or report.columns_removed:
+            full = "the source's columns changed"
+            log(
+                f"{spec.table}: schema drift at source (added: {report.columns_added or '-'}, "
+                f"gone: {report.columns_removed or '-'}); reading the whole table"
+            )
+        elif last_full_reconciliation is None:
+            full = "no full reconciliation on record"
+        elif loaded_at - last_full_reconciliation >= spec.full_reconciliation_every:
+            full = f"last full reconciliation {last_full_reconciliation:%Y-%m-%d %H:%M} UTC"
+
     with engine.connect() as connection:
+        source_keys = duplicated_keys = pl.Series(key, [])
+        if exists:  # on a first load, the rows read are all the keys there are
+            source_keys = pl.read_database(sa.select(table.c[key]), connection)[key]
+            duplicated_keys = _repeated(source_keys)
+            if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
+                full = f"{duplicated_keys.len()} keys appear more than once at source"
+        if full is None:
+            # A cheap comparison of keys: a row inserted with an old updated_at is missed by any watermark.
+            unseen = _unseen_keys(lake, spec, source_keys, duplicated_keys)
+            if unseen:
+                full = f"{unseen} source keys not in bronze (inserted with an old {spec.watermark}?)"
+        query = sa.select(table)
+        since = None
+        if full is None:
+            watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
+            if watermark is not None:
+                since = _as_source_timestamp(watermark) - spec.lookback
+                recent = table.c[spec.watermark] >= since
+                if duplicated_keys.len():
+                    # Every row of a repeated key is read, so that all of them are set aside, not just the new.
+                    recent = recent | table.c[key].in_(duplicated_keys.to_list())
+                query = query.where(recent)
+        query = query.order_by(table.c[spec.watermark], table.c[key])
         try:
-            changed = _read_typed(connection, query, types, batch_size)
+            changed, rejected = _read_typed(connection, query, types, batch_size), _empty_rejects(types)
         except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
             # A value that does not fit its column's declared type (SQLite and extracts allow it): read
             # as text, keep what types cleanly, and set the rest aside with the column and the reason.
@@ -437,20 +521,14 @@ def land_database_table(
                 text_query, connection, schema_overrides=dict.fromkeys(types, pl.String())
             )
             changed, rejected = _type_text_rows(text, types)
-        source_keys = (
-            pl.read_database(sa.select(table.c[spec.primary_key]), connection)[spec.primary_key]
-            if exists
-            else None
-        )
+    report.full_reconciliation = full
+    report.reconciled_at = loaded_at if full else last_full_reconciliation
+    if not exists:
+        duplicated_keys = _repeated(changed[key])
+    changed, bad_keys = _split_bad_keys(changed, key, duplicated_keys)
+    rejected = pl.concat([rejected, bad_keys], how="diagonal_relaxed")
     if rejected.height:
-        report.rows_rejected = rejected.height
-        reject_ref = TableRef("bronze", spec.source, f"{spec.table}_rejected")
-        lake.merge(
-            reject_ref,
-            rejected.with_columns(pl.lit(run_id).alias(RUN_ID)),
-            [spec.primary_key],
-        )
-        log(f"{spec.table}: {rejected.height} rows set aside in {reject_ref} (value does not fit its type)")
+        _reject(spec, lake, rejected, run_id=run_id, report=report, log=log)
 
     data_columns = list(changed.columns)
     changed = delta_compatible(changed).with_columns(
@@ -461,34 +539,113 @@ def land_database_table(
     )
     if not exists:
         report.rows_written = changed.height
-        report.state = lake.merge(spec.ref, changed, [spec.primary_key])
+        report.state = lake.merge(spec.ref, changed, [key])
         log(f"{spec.table}: first load, {changed.height} rows")
         return report
+    if report.columns_added:
+        # Add the new columns first (an empty append evolves the schema), so that the merge below can compare
+        # them and fill them in on every row the source has them for.
+        lake.append(spec.ref, changed.head(0).select(key, *report.columns_added))
 
     vanished = (
         lake.scan(spec.ref)
         .filter(~pl.col(DELETED_IN_SOURCE))
-        .join(pl.LazyFrame({spec.primary_key: source_keys}), on=spec.primary_key, how="anti")
+        .join(pl.LazyFrame({key: source_keys.drop_nulls()}), on=key, how="anti")
         .with_columns(pl.lit(True).alias(DELETED_IN_SOURCE), pl.lit(run_id).alias(RUN_ID))
         .collect()
     )
     report.rows_deleted = vanished.height
-    upserts = pl.concat([changed, vanished.select(changed.columns)], how="vertical_relaxed")
+    upserts = pl.concat([changed, vanished], how="diagonal_relaxed")
     if upserts.height == 0:
         report.state = lake.state(spec.ref, operation="unchanged")
         return report
-    state = lake.merge(
-        spec.ref, upserts, [spec.primary_key], only_if_changed=[*data_columns, DELETED_IN_SOURCE]
-    )
+    state = lake.merge(spec.ref, upserts, [key], only_if_changed=[*data_columns, DELETED_IN_SOURCE])
     report.rows_written = int(state.metrics.get("num_target_rows_inserted", 0)) + int(
         state.metrics.get("num_target_rows_updated", 0)
     )
     report.state = state
+    read = "the whole table (" + full + ")" if full else f"rows since {since} (watermark less the look-back)"
     log(
-        f"{spec.table}: {changed.height} rows since {watermark}, {report.rows_written} changed, "
+        f"{spec.table}: read {changed.height} rows, {read}; {report.rows_written} changed, "
         f"{report.rows_deleted} deleted in source"
     )
     return report
+
+
+def _repeated(keys: pl.Series) -> pl.Series:
+    return keys.filter(keys.is_duplicated()).drop_nulls().unique()
+
+
+def _unseen_keys(lake: DeltaLake, spec: DatabaseTable, source_keys: pl.Series, duplicated: pl.Series) -> int:
+    """Source keys that are neither in bronze nor set aside in ``_rejected``."""
+    known = [lake.scan(spec.ref).select(pl.col(spec.primary_key).cast(pl.String))]
+    if lake.exists(spec.rejected_ref):
+        rejected = lake.scan(spec.rejected_ref)
+        if spec.primary_key in rejected.collect_schema().names():
+            known.append(rejected.select(pl.col(spec.primary_key).cast(pl.String)))
+    keys = pl.LazyFrame({spec.primary_key: source_keys.drop_nulls()}).filter(
+        ~pl.col(spec.primary_key).is_in(duplicated.implode())
+    )
+    return (
+        keys.select(pl.col(spec.primary_key).cast(pl.String))
+        .join(pl.concat(known), on=spec.primary_key, how="anti")
+        .select(pl.len())
+        .collect()
+        .item()
+    )
+
+
+def _split_bad_keys(rows: pl.DataFrame, key: str, duplicated: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows with a usable primary key, and the rest (NULL, or a key the source holds more than once: every
+    such row, since nothing says which is right) with the reason."""
+    null = pl.col(key).is_null()
+    repeated = pl.col(key).is_in(duplicated.implode())
+    bad = rows.filter(null | repeated)
+    if bad.height == 0:
+        return rows, pl.DataFrame()
+    reason = (
+        pl.when(null)
+        .then(pl.lit(f"primary key {key} is NULL"))
+        .otherwise(
+            pl.format(
+                "primary key {} = {} appears more than once at source; none of its rows is loaded",
+                pl.lit(key),
+                pl.col(key).cast(pl.String),
+            )
+        )
+    )
+    rejected = bad.select(pl.all().cast(pl.String), reason.alias(REJECT_REASON))
+    return rows.filter(~(null | repeated)), rejected
+
+
+def _empty_rejects(types: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame(schema={**dict.fromkeys(types, pl.String()), REJECT_REASON: pl.String()})
+
+
+def _reject(
+    spec: DatabaseTable,
+    lake: DeltaLake,
+    rejected: pl.DataFrame,
+    *,
+    run_id: str,
+    report: DatabaseLandingReport,
+    log: Callable[[str], None],
+) -> None:
+    """Set rows aside in ``<table>_rejected``, keyed by the record itself: a rerun adds nothing."""
+    data = [c for c in rejected.columns if not c.startswith("_")]
+    keyed = (
+        rejected.with_columns(pl.struct(pl.col(data).cast(pl.String)).struct.json_encode().alias(REJECT_KEY))
+        .unique(REJECT_KEY, keep="first", maintain_order=True)
+        .with_columns(pl.lit(run_id).alias(RUN_ID))
+    )
+    lake.merge(spec.rejected_ref, keyed, [REJECT_KEY], only_if_changed=[REJECT_REASON])
+    counts = keyed.group_by(pl.col(REJECT_REASON).str.replace(r" = .* appears", " = … appears")).len()
+    report.rejected_reasons = dict(sorted(counts.iter_rows()))
+    report.rows_rejected = keyed.height
+    log(
+        f"{spec.table}: {keyed.height} rows set aside in {spec.rejected_ref}: "
+        + "; ".join(f"{r} ({n})" for r, n in report.rejected_reasons.items())
+    )
 
 
 def _read_typed(connection: Any, query: Any, types: dict[str, pl.DataType], batch_size: int) -> pl.DataFrame:

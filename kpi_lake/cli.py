@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     sync.add_argument(
         "--verbose", action="store_true", help="print Dagster's run log (default: warnings only)"
     )
+    sync.add_argument(
+        "--allow-dev-key",
+        action="store_true",
+        help="pseudonymise the survey with the development key although the data is not the sample "
+        "(a trial only; same as KPI_LAKE_ALLOW_DEV_KEY=true)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -84,6 +90,8 @@ def _sync(args: argparse.Namespace) -> int:
     from kpi_lake.storage import redact
     from pipelines.definitions import defs
 
+    if args.allow_dev_key:
+        os.environ["KPI_LAKE_ALLOW_DEV_KEY"] = "true"  # read by the survey's silver asset (in this process)
     resources = defs.resources
     lake = resources["lake"]
     lake_uri = os.environ.get("KPI_LAKE_ROOT") or lake.root

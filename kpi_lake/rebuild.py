@@ -14,11 +14,17 @@ from kpi_lake.tables import TableRef
 BUILT_FROM = "built_from"
 
 
-def fingerprint(lake: Any, inputs: Iterable[TableRef], code: str) -> str:
-    """What a build depends on: each input's current Delta version, and the code (SQL, module source)."""
+def fingerprint(
+    lake: Any, inputs: Iterable[TableRef], code: str, *, key_fingerprint: str | None = None
+) -> str:
+    """What a build depends on: each input's current Delta version, and the code (SQL, module source); for a
+    pseudonymised table also the fingerprint of its key (never the key), so a new key rebuilds it."""
     versions = {str(ref): lake.version(ref) for ref in inputs}
     digest = hashlib.sha256(code.encode()).hexdigest()[:16]
-    return json.dumps({"inputs": versions, "code": digest}, sort_keys=True)
+    record: dict[str, Any] = {"inputs": versions, "code": digest}
+    if key_fingerprint is not None:
+        record["pseudonym_key"] = key_fingerprint
+    return json.dumps(record, sort_keys=True)
 
 
 def is_current(lake: Any, ref: TableRef, built_from: str) -> bool:

@@ -1,10 +1,18 @@
 """Build a bronze asset from a table spec: the Dagster side stays this thin."""
 
+import datetime as dt
 from collections.abc import Sequence
 
 import dagster as dg
 
-from kpi_lake.bronze import DatabaseTable, FileTable, land_database_table, land_files, unmatched_files
+from kpi_lake.bronze import (
+    LAST_FULL_RECONCILIATION,
+    DatabaseTable,
+    FileTable,
+    land_database_table,
+    land_files,
+    unmatched_files,
+)
 from resources.business_db import BusinessDatabase
 from resources.lake import DeltaLake
 from resources.landing import LandingZone
@@ -70,13 +78,38 @@ def database_bronze_asset(spec: DatabaseTable) -> dg.AssetsDefinition:
         kinds={"delta", "polars", "sql"},
         tags={"layer": "bronze", "source": spec.source},
         pool=spec.ref.path,
-        metadata={"primary_key": spec.primary_key, "watermark": spec.watermark, "lake_path": spec.ref.path},
+        metadata={
+            "primary_key": spec.primary_key,
+            "watermark": spec.watermark,
+            "lookback_hours": spec.lookback.total_seconds() / 3600,
+            "full_reconciliation_every_days": spec.full_reconciliation_every.total_seconds() / 86400,
+            "lake_path": spec.ref.path,
+        },
     )
     def _bronze_table(context: dg.AssetExecutionContext, lake: DeltaLake, business_db: BusinessDatabase):
         with business_db.engine() as engine:
             report = land_database_table(
-                spec, lake=lake, engine=engine, run_id=context.run.run_id, log=context.log.info
+                spec,
+                lake=lake,
+                engine=engine,
+                run_id=context.run.run_id,
+                last_full_reconciliation=last_full_reconciliation(context),
+                log=context.log.info,
             )
+        if report.columns_added or report.columns_removed:
+            context.log.warning(f"{spec.ref}: schema drift at source: {report.to_metadata()['schema_drift']}")
         return dg.MaterializeResult(metadata=report.to_metadata())
 
     return _bronze_table
+
+
+def last_full_reconciliation(context: dg.AssetExecutionContext) -> dt.datetime | None:
+    """When this table was last read whole, from its latest materialisation (None: never, or unknown)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    entry = event.asset_materialization.metadata.get(LAST_FULL_RECONCILIATION) if event else None
+    if entry is None or not isinstance(entry.value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(entry.value)
+    except ValueError:
+        return None

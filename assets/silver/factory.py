@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import dagster as dg
 import polars as pl
 
-from kpi_lake import rebuild
+from kpi_lake import personal_data, rebuild
 from kpi_lake.conform import Conformed
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake
+from resources.landing import LandingZone
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class SilverTable:
     description: str
     columns: dict[str, str] = field(default_factory=dict)
     primary_key: tuple[str, ...] = ()
+    #: Set when the source holds personal data: the quarantine keeps only its allow-listed fields, the rows
+    #: only the documented ``columns``, and pseudonyms are keyed (``conform`` then takes ``key=``).
+    personal: personal_data.PersonalSource | None = None
 
     @property
     def quarantine_ref(self) -> TableRef:
@@ -37,7 +41,7 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
     deps = [dg.AssetKey(ref.key_path) for ref in spec.inputs]
     tags = {"layer": spec.ref.layer, "source": spec.ref.source}
 
-    @dg.multi_asset(
+    decorate = dg.multi_asset(
         name="_".join(spec.ref.key_path),
         pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
         specs=[
@@ -71,11 +75,23 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
             ),
         ],
     )
-    def _silver(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterator[dg.MaterializeResult]:
+
+    def _build(
+        context: dg.AssetExecutionContext, lake: DeltaLake, landing: LandingZone | None
+    ) -> Iterator[dg.MaterializeResult]:
+        keyed: dict[str, bytes] = {}
+        if spec.personal is not None and spec.personal.pseudonymised:
+            try:
+                keyed["key"] = personal_data.pseudonym_key(landing)
+            except personal_data.DevelopmentKeyError as exc:
+                raise dg.Failure(f"{spec.ref}: {exc}") from None
         # Work proportional to change: when every input is at the version this table was last built from,
-        # and the conform code is the same, there is nothing to do.
+        # and the conform code (and pseudonym key) is the same, there is nothing to do.
         built_from = rebuild.fingerprint(
-            lake, spec.inputs, inspect.getsource(inspect.getmodule(spec.conform))
+            lake,
+            spec.inputs,
+            inspect.getsource(inspect.getmodule(spec.conform)),
+            key_fingerprint=personal_data.key_fingerprint(keyed["key"]) if keyed else None,
         )
         if rebuild.is_current(lake, spec.ref, built_from) and lake.exists(spec.quarantine_ref):
             context.log.info(f"{spec.ref}: inputs and code unchanged since the last build; nothing to do")
@@ -88,8 +104,12 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         missing = [name for name, frame in inputs.items() if frame is None]
         if missing:
             context.log.warning(f"{spec.ref}: no table yet for {', '.join(missing)}; conforming without it")
-        conformed = spec.conform(**inputs)
+        conformed = spec.conform(**inputs, **keyed)
         rows = conformed.rows
+        if spec.personal is not None:
+            # Structural, whatever the conform code did: nothing but allow-listed fields leaves bronze.
+            conformed.quarantine = personal_data.restrict_quarantine(conformed.quarantine, spec.personal)
+            rows = rows.select([c for c in rows.columns if c in spec.columns])
         if spec.primary_key:
             duplicates = rows.group_by(list(spec.primary_key)).len().filter(pl.col("len") > 1)
             if duplicates.height:
@@ -114,5 +134,17 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata()
         )
+
+    if spec.personal is not None:
+        # The landing zone tells the generated sample (where the development key is fine) from real data.
+        @decorate
+        def _personal_silver(context: dg.AssetExecutionContext, lake: DeltaLake, landing: LandingZone):
+            yield from _build(context, lake, landing)
+
+        return _personal_silver
+
+    @decorate
+    def _silver(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterator[dg.MaterializeResult]:
+        yield from _build(context, lake, None)
 
     return _silver

@@ -3,6 +3,7 @@
 from assets.silver.factory import SilverTable
 from kpi_lake.conform.qol_survey import (
     INDICATOR_COLUMNS,
+    PERSONAL_SOURCE,
     RESPONSE_COLUMNS,
     conform_indicators,
     conform_responses,
@@ -22,6 +23,7 @@ SILVER_TABLES = [
         ),
         columns=RESPONSE_COLUMNS,
         primary_key=("respondent_key",),
+        personal=PERSONAL_SOURCE,
     ),
     SilverTable(
         ref=TableRef("silver", "qol_survey", "indicators"),

@@ -7,6 +7,7 @@ value and the reason. The Dagster side (``assets/silver``) only reads bronze, ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -68,11 +69,16 @@ def quarantine(
     column: str | pl.Expr,
     reason: str | pl.Expr,
     value: pl.Expr | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> pl.DataFrame:
-    """Turn rows of a bronze-shaped ``frame`` into quarantine rows (the raw record kept as JSON)."""
+    """Turn rows of a bronze-shaped ``frame`` into quarantine rows (the raw record kept as JSON).
+
+    ``allowed`` (for a personal-data source) says which columns may appear in the raw record: any other is
+    left out, and the value is blanked when the column at fault is not allowed.
+    """
     if frame.height == 0:
         return empty_quarantine()
-    data_columns = [c for c in frame.columns if not c.startswith("_")]
+    data_columns = [c for c in frame.columns if not c.startswith("_") and (allowed is None or allowed(c))]
     column_expr = pl.lit(column) if isinstance(column, str) else column
     reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
     if value is None:
@@ -81,6 +87,9 @@ def quarantine(
             if isinstance(column, str) and column in frame.columns
             else pl.lit(None)
         )
+    if allowed is not None:
+        visible = [c for c in frame.columns if allowed(c)]
+        value = pl.when(column_expr.cast(pl.String).is_in(visible)).then(value.cast(pl.String))
     return frame.select(
         pl.lit(source_table).alias("source_table"),
         (pl.col(SOURCE_FILE) if SOURCE_FILE in frame.columns else pl.lit(None, pl.String)).alias(
@@ -90,7 +99,11 @@ def quarantine(
         column_expr.cast(pl.String).alias("column"),
         value.cast(pl.String).alias("value"),
         reason_expr.cast(pl.String).alias("reason"),
-        pl.struct(pl.col(data_columns).cast(pl.String)).struct.json_encode().alias("raw_record"),
+        (
+            pl.struct(pl.col(data_columns).cast(pl.String)).struct.json_encode()
+            if data_columns
+            else pl.lit("{}")
+        ).alias("raw_record"),
     )
 
 
@@ -100,11 +113,13 @@ def split_by_checks(
     *,
     source_table: str,
     hide: tuple[str, ...] = (),
+    allowed: Callable[[str], bool] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows passing every check, and quarantine rows: each failing row once, for the first check it fails.
 
     ``checks`` are (condition that marks a bad row, column, reason). Every condition is evaluated once, in
-    one pass. ``hide`` names columns that must not reach the quarantine (personal data).
+    one pass. ``hide`` names columns that must not reach the quarantine; ``allowed`` (personal-data sources)
+    is the allow-list instead: only the columns it accepts do.
     """
     if not checks or frame.height == 0:
         return frame, empty_quarantine()
@@ -117,6 +132,8 @@ def split_by_checks(
         hit = marked.filter(pl.col("__first_bad") == index).drop("__first_bad")
         if hit.height:
             visible = hit.drop([c for c in hide if c in hit.columns])
-            problems.append(quarantine(visible, source_table=source_table, column=column, reason=reason))
+            problems.append(
+                quarantine(visible, source_table=source_table, column=column, reason=reason, allowed=allowed)
+            )
     good = marked.filter(pl.col("__first_bad").is_null()).drop("__first_bad")
     return good, (pl.concat(problems) if problems else empty_quarantine())

@@ -3,7 +3,7 @@ each file fills, flag bad rows, quarantine them with their raw record, and keep 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -215,8 +215,10 @@ def quarantine_problems(
     *,
     source_table: str,
     filled: dict[str, set[str]] | None = None,
+    allowed: Callable[[str], bool] | None = None,
 ) -> pl.DataFrame:
-    """Quarantine rows: each problem (row id, column, value, reason) with its bronze row as the raw record."""
+    """Quarantine rows: each problem (row id, column, value, reason) with its bronze row as the raw record
+    (for a personal-data source, only the columns ``allowed`` accepts; see :func:`quarantine`)."""
     found = [p.select(list(PROBLEM_SCHEMA)).cast(PROBLEM_SCHEMA) for p in problems if p.height]
     if not found:
         return empty_quarantine()
@@ -234,6 +236,7 @@ def quarantine_problems(
                 column=pl.col(PROBLEM_COLUMN),
                 reason=pl.col(PROBLEM_REASON),
                 value=pl.col(PROBLEM_VALUE),
+                allowed=allowed,
             )
         )
     return pl.concat(parts, how="vertical_relaxed").sort(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 
 import polars as pl
 
 from kpi_lake.conform import Conformed, empty_quarantine, quarantine, require_columns, split_by_checks
 from kpi_lake.conform.parsing import clean_text, parse_number
+from kpi_lake.personal_data import PersonalSource, pseudonym_key
 
 #: The only columns besides the answers (q01, q02, …) that silver keeps.
 SAFE_COLUMNS = (
@@ -30,7 +30,10 @@ SAFE_COLUMNS = (
     "disability",
     "carer",
 )
-#: Fields that identify a person: never outside bronze, not even in quarantine.
+#: What of a survey row may leave bronze, quarantine included: the safe columns, the weight and the answers.
+#: Anything else (a phone number, an email, a postcode, free text, a column added next year) stays in bronze.
+PERSONAL_SOURCE = PersonalSource(allowed_columns=(*SAFE_COLUMNS, "weight"), allowed_pattern=r"q\d+[a-z]?")
+#: Fields known to identify a person (the allow-list above is what protects them; this list names them).
 PERSONAL_COLUMNS = (
     "respondent_id",
     "postcode",
@@ -45,9 +48,6 @@ EQUALITY_GROUPS = ("age_band", "sex", "ethnic_group", "disability", "carer")
 MIN_BASE = 30
 DONT_KNOW = 9
 Z_95 = 1.959964
-PSEUDONYM_KEY_VARIABLE = "KPI_LAKE_PSEUDONYM_KEY"
-#: Used only when no key is set (the sample data and tests); production sets KPI_LAKE_PSEUDONYM_KEY.
-DEVELOPMENT_KEY = "kpi-lake-development-key-not-for-real-survey-data"
 
 RESPONSE_COLUMNS = {
     "respondent_key": "Pseudonymous respondent id: HMAC-SHA256 of wave and respondent id (the key is not in the lake)",
@@ -82,10 +82,6 @@ INDICATOR_COLUMNS = {
 }
 
 
-def pseudonym_key() -> bytes:
-    return (os.environ.get(PSEUDONYM_KEY_VARIABLE) or DEVELOPMENT_KEY).encode()
-
-
 def pseudonymise(survey_year: pl.Series, respondent_id: pl.Series, key: bytes) -> pl.Series:
     # A keyed hash per respondent. Survey waves are a few thousand rows, so a loop over hashlib is cheap,
     # and polars has no keyed cryptographic hash to do it in the engine.
@@ -100,13 +96,12 @@ def _answer_columns(columns: list[str]) -> list[str]:
     return sorted(c for c in columns if re.fullmatch(r"q\d+[a-z]?", c))
 
 
-def _without_personal_data(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.drop([c for c in frame.columns if c in PERSONAL_COLUMNS])
-
-
 def conform_responses(responses: pl.LazyFrame | None, key: bytes | None = None) -> Conformed:
     """Typed responses without personal fields; rows with an unusable weight, wave or answer quarantined
-    (the quarantine rows carry no personal field either)."""
+    (the quarantine rows carry only allow-listed fields: :data:`PERSONAL_SOURCE`).
+
+    ``key`` is the pseudonym key; without it, the key from the environment (see
+    :func:`kpi_lake.personal_data.pseudonym_key`: the development key is refused unless allowed)."""
     if responses is None:
         return Conformed(rows=pl.DataFrame(schema={"respondent_key": pl.String}))
     require_columns(
@@ -138,19 +133,20 @@ def conform_responses(responses: pl.LazyFrame | None, key: bytes | None = None) 
             [1.0, 2.0, 3.0, 4.0, 5.0, float(DONT_KNOW)]
         )
         checks.append((~valid, q, f"answer is not 1-5 or {DONT_KNOW} (don't know)"))
-    good, problem_rows = split_by_checks(typed, checks, source_table=source, hide=PERSONAL_COLUMNS)
+    good, problem_rows = split_by_checks(typed, checks, source_table=source, allowed=PERSONAL_SOURCE.allows)
     if problem_rows.height:
         problems.append(problem_rows)
     respondent_ids = good.select(clean_text("respondent_id"))["respondent_id"]
-    keys = pseudonymise(good["_year"], respondent_ids, key or pseudonym_key())
+    keys = pseudonymise(good["_year"], respondent_ids, key or pseudonym_key(None))
     duplicated = keys.is_duplicated()
     if duplicated.any():
         problems.append(
             quarantine(
-                _without_personal_data(good.filter(duplicated)),
+                good.filter(duplicated),
                 source_table=source,
                 column="respondent_id",
                 reason="the same respondent id appears twice in one wave",
+                allowed=PERSONAL_SOURCE.allows,
             )
         )
         good, keys = good.filter(~duplicated), keys.filter(~duplicated)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from kpi_lake.personal_data import SAMPLE_MARKER, sample_marker
+from kpi_lake.raw_files import file_hash
 from kpi_lake.sample_data._common import AS_OF, LandingWriter
 from kpi_lake.sample_data.benchmarks import write_benchmarks
 from kpi_lake.sample_data.business_systems import (
@@ -109,6 +111,10 @@ def generate_landing(
     family_rows["benchmarks"], family_rows["reference"] = write_benchmarks(
         writer, seed=seed, spar=spar, computed=computed, education=education
     )
+    # The marker that tells this landing zone from real data (where the development pseudonym key is
+    # refused): the survey files written here, with their hashes.
+    survey_files = {name: file_hash(root / name) for name in writer.files if name.startswith("qol_survey/")}
+    writer.write_bytes(SAMPLE_MARKER, sample_marker(survey_files, seed=seed, scale=scale))
     return SampleStory(
         council_code=OWN.code,
         council_name=OWN.full_name,
