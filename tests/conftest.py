@@ -170,7 +170,9 @@ def _postgres_system_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "postgres"], check=True, capture_output=True
+        )
     return "postgres"
 
 
