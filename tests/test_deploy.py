@@ -249,3 +249,423 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_its_table_slot_freed(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_production_dagster_yaml_loads_unchanged_with_blob_compute_logs(
+    dagster_database: str, tmp_path: Path
+):
+    """The file exactly as shipped: Dagster's own config schema accepts it and builds every part, including the
+    Azure Blob compute-log manager signed in by DefaultAzureCredential (built, not called: no Azure here)."""
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_azure.blob.compute_log_manager import AzureBlobComputeLogManager
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(PRODUCTION_YAML.read_text(encoding="utf-8"), encoding="utf-8")
+    config, _ = dagster_instance_config(str(home))
+    assert config["run_monitoring"]["enabled"] is True
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        manager = instance.compute_log_manager
+        assert isinstance(manager, AzureBlobComputeLogManager)
+        assert (
+            manager._container_client.url == "https://kpilakelogs.blob.core.windows.net/dagster-compute-logs"
+        )
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+
+
+def test_production_instance_keeps_the_development_pools_and_run_limits():
+    production = _read_yaml(PRODUCTION_YAML)["concurrency"]
+    development = _read_yaml(ROOT_YAML)["concurrency"]
+    assert production["pools"] == development["pools"] == {"default_limit": 1, "granularity": "op"}
+    for limit in development["runs"]["tag_concurrency_limits"]:
+        assert limit in production["runs"]["tag_concurrency_limits"]
+
+
+def test_production_dagster_yaml_names_no_secret_value():
+    """Every credential-like setting is an `env:` reference, never a literal."""
+    config = _read_yaml(PRODUCTION_YAML)
+    postgres = config["storage"]["postgres"]["postgres_db"]
+    for field in ("hostname", "username", "password", "db_name", "port"):
+        assert set(postgres[field]) == {"env"}, field
+    blob = config["compute_logs"]["config"]
+    assert "access_key_or_sas_token" not in blob and "secret_credential" not in blob
+    assert blob["default_azure_credential"] == {}
+
+
+# --- the Helm values, checked against the official chart's structure --------------------------------------------
+
+HELM_VALUES = DEPLOY / "helm" / "values.yaml"
+SECRET_PROVIDER_CLASS = DEPLOY / "k8s" / "secret-provider-class.yaml"
+SETTINGS = DEPLOY / "k8s" / "settings.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DEPLOYMENT_DOC = PROJECT_ROOT / "docs" / "DEPLOYMENT.md"
+
+# The keys the official chart accepts in the parts these values set, as its values models declare them
+# (dagster-io/dagster, helm/dagster/schema/schema/charts/: dagster/values.py, subschema/{postgresql,
+# compute_log_manager,daemon,run_launcher,service_account,global_,webserver,concurrency,retention}.py and
+# dagster_user_deployments/subschema/user_deployments.py), written out here rather than vendored. A dict maps
+# each accepted key to the structure below it; OPAQUE marks Kubernetes objects passed through as they are.
+OPAQUE = object()
+_POD = {
+    key: OPAQUE
+    for key in [
+        "env",
+        "envConfigMaps",
+        "envSecrets",
+        "annotations",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "podSecurityContext",
+        "securityContext",
+        "resources",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "labels",
+        "deploymentLabels",
+        "volumeMounts",
+        "volumes",
+        "schedulerName",
+    ]
+}
+_RUN_K8S_CONFIG = {
+    k: OPAQUE
+    for k in ["containerConfig", "podSpecConfig", "podTemplateSpecMetadata", "jobSpecConfig", "jobMetadata"]
+}
+_IMAGE = {"repository": str, "tag": str, "pullPolicy": str}
+_TAG_LIMIT = {"key": str, "value": OPAQUE, "limit": int}
+CHART_STRUCTURE: dict[str, Any] = {
+    "global": {
+        "postgresqlSecretName": str,
+        "dagsterHome": str,
+        "serviceAccountName": str,
+        "celeryConfigSecretName": str,
+    },
+    "serviceAccount": {"create": bool, "name": str, "annotations": OPAQUE},
+    "postgresql": {
+        "image": OPAQUE,
+        "enabled": bool,
+        "postgresqlHost": str,
+        "postgresqlUsername": str,
+        "postgresqlPassword": str,
+        "postgresqlDatabase": str,
+        "postgresqlParams": OPAQUE,
+        "postgresqlScheme": str,
+        "service": {"port": int},
+    },
+    "generatePostgresqlPasswordSecret": bool,
+    "generateCeleryConfigSecret": bool,
+    "rabbitmq": {"enabled": bool},
+    "redis": {"enabled": bool},
+    "dagsterWebserver": {
+        **_POD,
+        **{
+            k: OPAQUE
+            for k in [
+                "replicaCount",
+                "image",
+                "nameOverride",
+                "pathPrefix",
+                "service",
+                "workspace",
+                "enableReadOnly",
+            ]
+        },
+    },
+    "dagster-user-deployments": {
+        "enabled": bool,
+        "enableSubchart": bool,
+        "imagePullSecrets": OPAQUE,
+        "deployments": [
+            {
+                **_POD,
+                "name": str,
+                "image": _IMAGE,
+                "dagsterApiGrpcArgs": [str],
+                "codeServerArgs": [str],
+                "includeConfigInLaunchedRuns": {"enabled": bool},
+                "port": int,
+            }
+        ],
+    },
+    "runLauncher": {
+        "type": str,
+        "config": {
+            "k8sRunLauncher": {
+                **{
+                    k: OPAQUE
+                    for k in [
+                        "image",
+                        "imagePullPolicy",
+                        "jobNamespace",
+                        "kubeconfigFile",
+                        "resources",
+                        "securityContext",
+                    ]
+                },
+                "loadInclusterConfig": bool,
+                "envConfigMaps": OPAQUE,
+                "envSecrets": OPAQUE,
+                "envVars": [str],
+                "volumeMounts": OPAQUE,
+                "volumes": OPAQUE,
+                "labels": OPAQUE,
+                "failPodOnRunFailure": bool,
+                "schedulerName": str,
+                "runK8sConfig": _RUN_K8S_CONFIG,
+            }
+        },
+    },
+    "dagsterDaemon": {
+        **_POD,
+        "enabled": bool,
+        "image": OPAQUE,
+        "heartbeatTolerance": int,
+        "runCoordinator": {
+            "enabled": bool,
+            "type": str,
+            "config": {
+                "queuedRunCoordinator": {
+                    "maxConcurrentRuns": OPAQUE,
+                    "tagConcurrencyLimits": OPAQUE,
+                    "dequeueIntervalSeconds": OPAQUE,
+                    "dequeueNumWorkers": OPAQUE,
+                    "dequeueUseThreads": OPAQUE,
+                    "blockOpConcurrencyLimitedRuns": OPAQUE,
+                }
+            },
+        },
+        "runMonitoring": {
+            "enabled": bool,
+            "startTimeoutSeconds": int,
+            "cancelTimeoutSeconds": int,
+            "maxResumeRunAttempts": int,
+            "pollIntervalSeconds": int,
+            "freeSlotsAfterRunEndSeconds": int,
+        },
+        "runRetries": OPAQUE,
+        "sensors": OPAQUE,
+        "schedules": OPAQUE,
+    },
+    "computeLogManager": {
+        "type": str,
+        "config": {
+            "azureBlobComputeLogManager": {
+                "storageAccount": str,
+                "container": str,
+                "secretKey": str,
+                "defaultAzureCredential": dict,
+                "localDir": str,
+                "prefix": str,
+                "uploadInterval": int,
+            }
+        },
+    },
+    "retention": {
+        "enabled": bool,
+        "schedule": {"purgeAfterDays": OPAQUE},
+        "sensor": {"purgeAfterDays": OPAQUE},
+    },
+    "telemetry": {"enabled": bool},
+    "concurrency": {
+        "enabled": bool,
+        "pools": {"defaultLimit": int, "granularity": str, "opGranularityRunBuffer": int},
+        "runs": {"maxConcurrentRuns": int, "tagConcurrencyLimits": [_TAG_LIMIT]},
+    },
+    "additionalInstanceConfig": dict,
+}
+
+
+def _structure_errors(value: Any, structure: Any, path: str = "") -> list[str]:
+    if structure is OPAQUE:
+        return []
+    if value is None:  # Helm's way to drop a chart default
+        return []
+    if isinstance(structure, dict):
+        if not isinstance(value, dict):
+            return [f"{path}: expected a mapping, got {type(value).__name__}"]
+        errors = []
+        for key, item in value.items():
+            if key not in structure:
+                errors.append(f"{path}.{key}: not a value of the chart")
+            else:
+                errors.extend(_structure_errors(item, structure[key], f"{path}.{key}"))
+        return errors
+    if isinstance(structure, list):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list, got {type(value).__name__}"]
+        return [
+            e for i, item in enumerate(value) for e in _structure_errors(item, structure[0], f"{path}[{i}]")
+        ]
+    if structure is int and isinstance(value, bool):
+        return [f"{path}: expected int, got bool"]
+    return [] if isinstance(value, structure) else [f"{path}: expected {structure.__name__}, got {value!r}"]
+
+
+def test_structure_check_catches_a_misspelt_or_mistyped_value():
+    assert _structure_errors({"postgresql": {"postgresqlHostname": "x"}}, CHART_STRUCTURE) == [
+        ".postgresql.postgresqlHostname: not a value of the chart"
+    ]
+    assert _structure_errors(
+        {"dagsterDaemon": {"runMonitoring": {"pollIntervalSeconds": "60"}}}, CHART_STRUCTURE
+    )
+
+
+def test_helm_values_fit_the_official_chart():
+    assert _structure_errors(_read_yaml(HELM_VALUES), CHART_STRUCTURE) == []
+
+
+def _instance_from_helm_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The dagster.yaml settings the chart renders from these values (templates/configmap-instance.yaml and
+    helpers/_instance.tpl), for the parts the production dagster.yaml also sets."""
+    pg = values["postgresql"]
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    blob = values["computeLogManager"]["config"]["azureBlobComputeLogManager"]
+    concurrency = values["concurrency"]
+    snake = {
+        "startTimeoutSeconds": "start_timeout_seconds",
+        "cancelTimeoutSeconds": "cancel_timeout_seconds",
+        "maxResumeRunAttempts": "max_resume_run_attempts",
+        "pollIntervalSeconds": "poll_interval_seconds",
+        "freeSlotsAfterRunEndSeconds": "free_slots_after_run_end_seconds",
+        "enabled": "enabled",
+    }
+    return {
+        "storage": {
+            "postgres": {
+                "postgres_db": {
+                    "username": pg["postgresqlUsername"],
+                    "password": {"env": "DAGSTER_PG_PASSWORD"},
+                    "hostname": pg["postgresqlHost"],
+                    "db_name": pg["postgresqlDatabase"],
+                    "port": pg["service"]["port"],
+                    "params": pg["postgresqlParams"],
+                    "scheme": pg["postgresqlScheme"],
+                }
+            }
+        },
+        "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
+        "run_monitoring": {snake[k]: v for k, v in monitoring.items()},
+        "compute_logs": {
+            "module": "dagster_azure.blob.compute_log_manager",
+            "class": "AzureBlobComputeLogManager",
+            "config": {
+                "storage_account": blob["storageAccount"],
+                "container": blob["container"],
+                "default_azure_credential": blob["defaultAzureCredential"],
+                "prefix": blob["prefix"],
+                "upload_interval": blob["uploadInterval"],
+            },
+        },
+        "concurrency": {
+            "pools": {
+                "default_limit": concurrency["pools"]["defaultLimit"],
+                "granularity": concurrency["pools"]["granularity"],
+            },
+            "runs": {
+                "max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"],
+                "tag_concurrency_limits": concurrency["runs"]["tagConcurrencyLimits"],
+            },
+        },
+        "retention": {
+            "schedule": {"purge_after_days": values["retention"]["schedule"]["purgeAfterDays"]},
+            "sensor": {"purge_after_days": values["retention"]["sensor"]["purgeAfterDays"]},
+        },
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},
+    }
+
+
+def test_helm_values_render_the_production_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What the chart renders is valid Dagster instance config and matches deploy/dagster/dagster.yaml."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    values = _read_yaml(HELM_VALUES)
+    rendered = _instance_from_helm_values(values)
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered), encoding="utf-8")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "from-key-vault")
+    dagster_instance_config(str(tmp_path))  # raises on anything Dagster would refuse
+
+    production = _read_yaml(PRODUCTION_YAML)
+    assert values["concurrency"]["enabled"] is True
+    assert rendered["concurrency"] == production["concurrency"]
+    assert rendered["retention"] == production["retention"]
+    assert rendered["telemetry"] == production["telemetry"]
+    assert (
+        rendered["storage"]["postgres"]["postgres_db"]["scheme"]
+        == production["storage"]["postgres"]["postgres_db"]["scheme"]
+    )
+    for key, value in rendered["run_monitoring"].items():
+        assert production["run_monitoring"][key] == value, key
+    production_blob = production["compute_logs"]["config"]
+    for key in ("container", "default_azure_credential", "prefix", "upload_interval"):
+        assert rendered["compute_logs"]["config"][key] == production_blob[key], key
+    assert not values["postgresql"]["enabled"] and not values["generatePostgresqlPasswordSecret"]
+
+
+def _pod_specs(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "webserver": values["dagsterWebserver"],
+        "daemon": values["dagsterDaemon"],
+        **{f"code location {d['name']}": d for d in values["dagster-user-deployments"]["deployments"]},
+    }
+
+
+def test_every_pod_signs_in_by_workload_identity_and_no_key_is_written_anywhere():
+    values = _read_yaml(HELM_VALUES)
+    assert values["serviceAccount"]["create"] is True
+    assert values["serviceAccount"]["name"] == values["global"]["serviceAccountName"]
+    assert "azure.workload.identity/client-id" in values["serviceAccount"]["annotations"]
+    for name, pod in _pod_specs(values).items():
+        assert pod["labels"]["azure.workload.identity/use"] == "true", name
+        assert any(v.get("csi", {}).get("driver") == "secrets-store.csi.k8s.io" for v in pod["volumes"]), name
+    run = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    assert run["podTemplateSpecMetadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert values["postgresql"]["postgresqlPassword"] == ""
+
+    secret_markers = (
+        "AccountKey=",
+        "SharedAccessSignature",
+        "sig=",
+        "BEGIN PRIVATE KEY",
+        "client_secret",
+        "password=",
+    )
+    for path in (HELM_VALUES, PRODUCTION_YAML, SECRET_PROVIDER_CLASS, SETTINGS, DOCKERFILE):
+        text = path.read_text(encoding="utf-8")
+        for marker in secret_markers:
+            assert marker not in text, f"{path.name} holds {marker!r}"
+
+
+def test_key_vault_secrets_reach_the_secrets_the_chart_reads():
+    values = _read_yaml(HELM_VALUES)
+    provider = _read_yaml(SECRET_PROVIDER_CLASS)
+    assert provider["kind"] == "SecretProviderClass"
+    assert provider["spec"]["parameters"]["usePodIdentity"] == "false"
+    assert provider["spec"]["parameters"]["clientID"]  # workload identity: the identity's client id
+    synced = {s["secretName"]: {d["key"] for d in s["data"]} for s in provider["spec"]["secretObjects"]}
+    vault_objects = {
+        yaml.safe_load(o)["objectName"]
+        for o in yaml.safe_load(provider["spec"]["parameters"]["objects"])["array"]
+    }
+    for secret in provider["spec"]["secretObjects"]:
+        assert {d["objectName"] for d in secret["data"]} <= vault_objects
+    assert "postgresql-password" in synced[values["global"]["postgresqlSecretName"]]
+    for name, pod in _pod_specs(values).items():
+        for volume in pod["volumes"]:
+            assert volume["csi"]["volumeAttributes"]["secretProviderClass"] == provider["metadata"]["name"], (
+                name
+            )
+        for ref in pod.get("envSecrets", []):
+            assert ref["name"] in synced, name
+    code = values["dagster-user-deployments"]["deployments"][0]
+    assert {"KPI_LAKE_PSEUDONYM_KEY", "KPI_LAKE_ALERT_WEBHOOK"} <= synced[code["envSecrets"][0]["name"]]
+
+
+def test_settings_put_the_lake_on_adls_gen2():
+    settings = _read_yaml(SETTINGS)["data"]
+    assert settings["KPI_LAKE_ROOT"].startswith("abfss://")
+    assert ".dfs.core.windows.net/" in settings["KPI_LAKE_ROOT"]
+    for key in settings:
+        assert not any(word in key for word in ("KEY", "SECRET", "PASSWORD", "TOKEN")), key
