@@ -669,3 +669,128 @@ def test_settings_put_the_lake_on_adls_gen2():
     assert ".dfs.core.windows.net/" in settings["KPI_LAKE_ROOT"]
     for key in settings:
         assert not any(word in key for word in ("KEY", "SECRET", "PASSWORD", "TOKEN")), key
+
+
+# --- the Dockerfile (no Docker engine here: parsed, and its command run as the image would) ----------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments and the parser directive skipped."""
+    instructions, pending = [], ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, arguments = full.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def test_dockerfile_installs_from_the_lock_and_runs_as_a_non_root_grpc_server():
+    import json
+    import tomllib
+
+    instructions = _dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    assert "ADD" not in keywords  # COPY only: nothing fetched or unpacked implicitly
+    for keyword, arguments in instructions:
+        if keyword == "COPY" and not arguments.startswith("--from="):
+            sources = [a for a in arguments.split() if not a.startswith("--")][:-1]
+            for source in sources:
+                assert (PROJECT_ROOT / source).exists(), f"COPY {source}: no such file in the project"
+                assert not any(
+                    word in source.lower() for word in (".env", "secret", ".pem", ".key", "id_rsa")
+                )
+        if keyword in ("ENV", "ARG"):
+            assert not any(
+                word in arguments.upper() for word in ("PASSWORD", "SECRET", "ACCOUNT_KEY", "SAS_TOKEN")
+            )
+
+    syncs = [arguments for keyword, arguments in instructions if keyword == "RUN" and "uv sync" in arguments]
+    assert syncs and all("--frozen" in s and "--no-dev" in s for s in syncs)
+    lock_copied = next(i for i, (k, a) in enumerate(instructions) if k == "COPY" and "uv.lock" in a)
+    first_sync = next(i for i, (k, a) in enumerate(instructions) if k == "RUN" and "uv sync" in a)
+    assert lock_copied < first_sync
+
+    final = _final_stage(instructions)
+    user = [arguments for keyword, arguments in final if keyword == "USER"][-1]
+    assert user.split(":")[0] not in ("root", "0")
+    assert [k for k, _ in final].index("USER") < [k for k, _ in final].index("ENTRYPOINT")
+
+    entrypoint = json.loads(next(a for k, a in final if k == "ENTRYPOINT"))
+    command = json.loads(next(a for k, a in final if k == "CMD"))
+    assert entrypoint == ["dagster", "api", "grpc"]
+    exposed = {int(a) for k, a in final if k == "EXPOSE"}
+    assert int(command[command.index("--port") + 1]) in exposed
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert command[command.index("--module-name") + 1] == pyproject["tool"]["dagster"]["module_name"]
+
+    values = _read_yaml(HELM_VALUES)
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert deployment["port"] in exposed
+    grpc_args = deployment["dagsterApiGrpcArgs"]
+    assert grpc_args[grpc_args.index("--module-name") + 1] == pyproject["tool"]["dagster"]["module_name"]
+
+    python_image = next(a for k, a in instructions if k == "ARG" and a.startswith("PYTHON_IMAGE="))
+    version = python_image.split(":")[1].split("-")[0]
+    assert version not in ("latest", "")
+    minor = int(version.split(".")[1])
+    assert 11 <= minor < 14, "the image's Python must satisfy requires-python (>=3.11,<3.14)"
+
+
+@pytest.mark.slow
+def test_the_image_command_serves_the_code_location(tmp_path: Path):
+    """The image's ENTRYPOINT + CMD, run from the project folder (what the image holds at /opt/kpi-lake), serve
+    the Definitions over gRPC; Dagster's own health check answers."""
+    import json
+
+    from tests.conftest import free_port, stop_process_group, wait_for_port
+
+    final = _final_stage(_dockerfile_instructions())
+    command = json.loads(next(a for k, a in final if k == "ENTRYPOINT")) + json.loads(
+        next(a for k, a in final if k == "CMD")
+    )
+    port = free_port()
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--host") + 1] = "127.0.0.1"
+    bin_dir = Path(sys.executable).parent
+    command[0] = str(bin_dir / command[0])
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    server = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=120, process=server)
+        check = subprocess.run(
+            [
+                str(bin_dir / "dagster"),
+                "api",
+                "grpc-health-check",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        stop_process_group(server)
