@@ -794,3 +794,28 @@ def test_the_image_command_serves_the_code_location(tmp_path: Path):
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         stop_process_group(server)
+
+
+def test_the_guide_sets_every_name_the_deployment_files_leave_to_the_site():
+    """Each ${NAME} in the Helm values and manifests is exported in docs/DEPLOYMENT.md and passed to the envsubst
+    that fills that file; the guide names the pricing region and the measured 10M-row numbers."""
+    import re
+
+    guide = DEPLOYMENT_DOC.read_text(encoding="utf-8")
+    exported = set(re.findall(r"^export (\w+)=", guide, flags=re.MULTILINE))
+    for path in (HELM_VALUES, SETTINGS, SECRET_PROVIDER_CLASS):
+        text = "\n".join(
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.lstrip().startswith("#")
+        )
+        names = set(re.findall(r"\$\{(\w+)\}", text))
+        assert names, path.name
+        assert names <= exported, f"{path.name}: {names - exported} never exported in the guide"
+        relative = path.relative_to(PROJECT_ROOT).as_posix()
+        substitutions = re.findall(rf"envsubst '([^']+)' < {re.escape(relative)}", guide)
+        assert substitutions, f"the guide never fills {relative}"
+        assert names == {name.lstrip("$") for name in substitutions[0].split()}, relative
+    assert "UK South" in guide and "2 GB" in guide and "126 s" in guide
+    for role in ("Storage Blob Data Contributor", "Key Vault Secrets User"):
+        assert role in guide
