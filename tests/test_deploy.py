@@ -819,3 +819,81 @@ def test_the_guide_sets_every_name_the_deployment_files_leave_to_the_site():
     assert "UK South" in guide and "2 GB" in guide and "126 s" in guide
     for role in ("Storage Blob Data Contributor", "Key Vault Secrets User"):
         assert role in guide
+
+
+# --- executors by configuration ---------------------------------------------------------------------------------
+
+
+def test_the_executor_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch):
+    import importlib.util
+
+    from pipelines import executors
+
+    monkeypatch.delenv("KPI_LAKE_EXECUTOR", raising=False)
+    monkeypatch.delenv("KPI_LAKE_MAX_CONCURRENT", raising=False)
+    assert executors.executor_from_env().name == "multiprocess"
+    assert 1 <= executors.max_concurrent() <= 4
+    monkeypatch.setenv("KPI_LAKE_MAX_CONCURRENT", "2")
+    assert executors.max_concurrent() == 2
+    monkeypatch.setenv("KPI_LAKE_MAX_CONCURRENT", "two")
+    with pytest.raises(ValueError, match="KPI_LAKE_MAX_CONCURRENT='two'"):
+        executors.executor_from_env()
+
+    monkeypatch.setenv("KPI_LAKE_EXECUTOR", "in_process")
+    assert executors.executor_from_env() is dg.in_process_executor
+    monkeypatch.setenv("KPI_LAKE_EXECUTOR", "threads")
+    with pytest.raises(
+        ValueError, match="KPI_LAKE_EXECUTOR='threads': expected one of multiprocess, in_process"
+    ):
+        executors.executor_from_env()
+
+    monkeypatch.setenv("KPI_LAKE_EXECUTOR", "celery")
+    monkeypatch.delenv("KPI_LAKE_CELERY_BROKER", raising=False)
+    expected = (
+        "dagster-celery" if importlib.util.find_spec("dagster_celery") is None else "KPI_LAKE_CELERY_BROKER"
+    )
+    with pytest.raises(RuntimeError, match=expected):
+        executors.executor_from_env()
+
+
+def nightly_sync_job() -> dg.JobDefinition:
+    """The nightly job as the code location defines it (module level, so child processes can rebuild it)."""
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def("nightly_sync")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_multiprocess_steps_share_only_the_lake_and_the_instance(
+    dagster_database: str, landing_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The nightly job's own executor (multiprocess) on the production instance: steps run in separate
+    processes, each table's pool is claimed in PostgreSQL, and no step hands a file or value to another
+    (nothing is written to the instance's local storage folder, where an IO manager would put outputs)."""
+    home = _production_home(tmp_path / "dagster_home")
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("KPI_LAKE_ROOT", str(lake))
+    monkeypatch.setenv("KPI_LAKE_LANDING", str(landing_copy))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("KPI_LAKE_MAX_CONCURRENT", "2")
+    monkeypatch.delenv("KPI_LAKE_EXECUTOR", raising=False)
+    selection = dg.AssetSelection.groups("bronze_spar_net")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        job = nightly_sync_job()
+        assert job.executor_def.name == "multiprocess"
+        keys = selection.resolve(job.asset_layer.asset_graph)
+        with dg.execute_job(
+            dg.reconstructable(nightly_sync_job), instance=instance, asset_selection=list(keys)
+        ) as result:
+            assert result.success
+            step_pids = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+            materialised = {e.asset_key for e in result.get_asset_materialization_events()}
+        assert materialised == keys
+        assert len(step_pids) > 1
+        pools = {limit.name for limit in instance.event_log_storage.get_pool_limits()}
+    assert {"/".join(key.path) for key in keys} <= pools
+    storage = home / "storage"
+    assert not storage.exists() or not [p for p in storage.rglob("*") if p.is_file()]
+    for key in keys:
+        assert (lake.joinpath(*key.path) / "_delta_log").is_dir()
