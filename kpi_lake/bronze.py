@@ -26,6 +26,7 @@ from kpi_lake.raw_files import (
     SOURCE_FILE,
     SOURCE_HASH,
     SOURCE_ROW,
+    SOURCE_SHEET,
     RawFileError,
     file_hash,
     read_raw_file,
@@ -109,6 +110,8 @@ def land_files(
     """Load the files of ``spec`` that bronze does not hold yet, in one commit. Returns what it did."""
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
+    # A table left with rows twice by two unguarded first loads heals here: one row per file row again.
+    lake.heal_duplicate_keys(spec.ref, [SOURCE_FILE, SOURCE_SHEET, SOURCE_ROW])
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     frames: list[pl.DataFrame] = []
