@@ -207,6 +207,8 @@ def land_database_table(
             f"{spec.watermark!r} (watermark); found {sorted(table.c.keys())}"
         )
     exists = lake.exists(spec.ref)
+    if exists:  # a table left with a key twice by two unguarded first loads heals here, changes or not
+        lake.heal_duplicate_keys(spec.ref, [spec.primary_key])
     watermark = None
     if exists:
         watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
