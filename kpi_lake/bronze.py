@@ -111,7 +111,7 @@ def land_files(
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
     # A table left with rows twice by two unguarded first loads heals here: one row per file row again.
-    lake.heal_duplicate_keys(spec.ref, [SOURCE_FILE, SOURCE_SHEET, SOURCE_ROW])
+    lake.heal_duplicate_keys(spec.ref, [SOURCE_FILE, SOURCE_ROW], optional_keys=[SOURCE_SHEET])
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     frames: list[pl.DataFrame] = []

@@ -297,19 +297,27 @@ class DeltaLake(dg.ConfigurableResource):
                 return None
             raise
 
-    def heal_duplicate_keys(self, ref: TableRef, keys: list[str], latest_by: str | None = LOADED_AT) -> int:
+    def heal_duplicate_keys(
+        self,
+        ref: TableRef,
+        keys: list[str],
+        latest_by: str | None = LOADED_AT,
+        optional_keys: list[str] | None = None,
+    ) -> int:
         """Make ``keys`` unique again in a table that holds some of them more than once (what two unguarded
         writers racing once could leave), keeping for each key the row with the largest ``latest_by`` (when
-        the table has that column). One commit; rows with a null key are left as they are. Keys the table
-        does not have are left out. Returns how many rows were removed (0 when nothing was wrong)."""
+        the table has that column). One commit; rows with a null in ``keys`` are left as they are, while
+        ``optional_keys`` are part of the key with null as one more value (a CSV row has no sheet). Keys the
+        table does not have are left out. Returns how many rows were removed (0 when nothing was wrong)."""
         if not self.exists(ref):
             return 0
         scan = self.scan(ref)
         columns = scan.collect_schema().names()
-        keys = [k for k in keys if k in columns]
-        if not keys:
+        required = [k for k in keys if k in columns]
+        if not required:
             return 0
-        keyed = pl.all_horizontal(pl.col(k).is_not_null() for k in keys)
+        keys = required + [k for k in optional_keys or [] if k in columns]
+        keyed = pl.all_horizontal(pl.col(k).is_not_null() for k in required)
         counts = (
             scan.filter(keyed)
             .select(pl.len().alias("rows"), pl.struct(keys).n_unique().alias("keys"))

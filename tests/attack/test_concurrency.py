@@ -299,11 +299,15 @@ def test_the_lake_lease_on_azurite_serialises_and_expires_after_kill_9(
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "held"
+        line = holder.stdout.readline().strip()
+        if line != "held":
+            _kill(holder)
+            pytest.fail(f"the holder did not take the lease: {holder.stderr.read()[-3000:]}")
         code, out, err = _sync(env, "--lock-timeout", "2", timeout=120)
         assert code == 1
         assert "is locked by a test holder (run holder-run" in err, err
