@@ -308,6 +308,8 @@ def _blob_service(azure: AzureStorage, root: str) -> Any:
 
     from kpi_lake.storage import EMULATOR_ACCOUNT, EMULATOR_KEY, EMULATOR_URL
 
+    # A resource built by AzureStorage.from_env() and not initialised by Dagster holds EnvVars: read them.
+    azure = azure.process_config_and_initialize()
     if azure.use_emulator:
         endpoint = (azure.emulator_url or EMULATOR_URL).rstrip("/")
         return BlobServiceClient(
