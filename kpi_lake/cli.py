@@ -206,7 +206,7 @@ def _sync_locked(
                 print(
                     f"kpi-lake sync: the tables are written, but the Data Docs could not be: "
                     f"{_os_error(exc)} (site: {docs_uri(initialised.lake)}). Free space or fix permissions "
-                    "there; the next run renders them again.",
+                    "there; the quality results are stored, and the next run that validates renders the pages again.",
                     file=sys.stderr,
                 )
                 return 1
