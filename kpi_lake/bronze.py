@@ -32,6 +32,7 @@ from kpi_lake.raw_files import (
     SOURCE_FILE,
     SOURCE_HASH,
     SOURCE_ROW,
+    SOURCE_SHEET,
     RawFileError,
     file_hash,
     read_raw_file,
@@ -172,6 +173,8 @@ def land_files(
     """
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
+    # A table left with rows twice by two unguarded first loads heals here: one row per file row again.
+    lake.heal_duplicate_keys(spec.ref, [SOURCE_FILE, SOURCE_ROW], optional_keys=[SOURCE_SHEET])
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     known_bad = _known_bad_files(lake, spec.bad_files_ref)
@@ -468,6 +471,8 @@ def land_database_table(
         )
     types = _polars_types(table)
     exists = lake.exists(spec.ref)
+    if exists:  # a table left with a key twice by two unguarded first loads heals here, changes or not
+        lake.heal_duplicate_keys(spec.ref, [spec.primary_key])
     full = "first load" if not exists else None
     if exists:
         bronze_columns = lake.scan(spec.ref).collect_schema().names()

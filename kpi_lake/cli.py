@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         help="pseudonymise the survey with the development key although the data is not the sample "
         "(a trial only; same as KPI_LAKE_ALLOW_DEV_KEY=true)",
     )
+    sync.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait while another run holds the lake (default: KPI_LAKE_LOCK_TIMEOUT or 3600; "
+        "0 = fail at once)",
+    )
 
     args = parser.parse_args(argv)
     if args.command == "generate":
@@ -85,20 +93,58 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    import uuid
+
     import dagster as dg
 
-    from kpi_lake.storage import redact
+    from kpi_lake.locking import LakeLockError, lake_lock, lock_timeout_from_env
     from pipelines.definitions import defs
+    from pipelines.environment import lake_root
 
     if args.allow_dev_key:
         os.environ["KPI_LAKE_ALLOW_DEV_KEY"] = "true"  # read by the survey's silver asset (in this process)
     resources = defs.resources
     lake = resources["lake"]
-    lake_uri = os.environ.get("KPI_LAKE_ROOT") or lake.root
+    lake_uri = lake_root()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
     with dg.build_resources({"lake": lake}) as initialised:
         initialised.lake.ensure_root()
+    timeout = lock_timeout_from_env() if args.lock_timeout is None else args.lock_timeout
+    run_id = str(uuid.uuid4())
+    # One run at a time per lake (see kpi_lake/locking.py): wait, saying for whom, or fail with the holder's name.
+    lock = lake_lock(lake_uri, None, run_id, "kpi-lake sync")
+    try:
+        lock.acquire(timeout, on_wait=_say_waiting)
+    except LakeLockError as exc:
+        print(f"kpi-lake sync: not started: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _sync_locked(args, defs, instance, lake, lake_uri, run_id, timeout, started)
+    except LakeLockError as exc:
+        print(f"kpi-lake sync: not started: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        lock.release()
+
+
+def _say_waiting(holder, waited: float) -> None:
+    who = holder.describe() if holder else "another run"
+    print(f"kpi-lake sync: waiting for the lake, held by {who} ({waited:.0f}s so far)", file=sys.stderr)
+
+
+def _sync_locked(
+    args, defs, instance, lake, lake_uri: str, run_id: str, timeout: float, started: float
+) -> int:
+    import dagster as dg
+
+    from kpi_lake.locking import recover_dead_runs, run_tags, wait_for_pools
+    from kpi_lake.storage import redact
+
+    for line in recover_dead_runs(instance, lake_uri, run_id):
+        print(f"kpi-lake sync: {line}", file=sys.stderr)
+    wait_for_pools(instance, timeout, lambda line: print(f"kpi-lake sync: {line}", file=sys.stderr), run_id)
+
     job = defs.resolve_job_def("nightly_sync")
     if args.select:
         job = job.get_subset(
@@ -109,6 +155,8 @@ def _sync(args: argparse.Namespace) -> int:
     log_level = "INFO" if args.verbose else "WARNING"
     result = job.execute_in_process(
         instance=instance,
+        run_id=run_id,
+        tags=run_tags(lake_uri),
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
@@ -155,9 +203,21 @@ def _sync(args: argparse.Namespace) -> int:
                 f"  {'ERROR' if check in blocking else 'warn '} {'/'.join(check.asset_key.path)}: {check.check_name}"
             )
         from kpi_lake.quality import render_data_docs  # GX is imported only here, after the run
+        from kpi_lake.quality.docs import docs_uri
 
         with dg.build_resources({"lake": lake}) as initialised:
-            published = render_data_docs(initialised.lake, result.run_id)
+            try:
+                published = render_data_docs(initialised.lake, result.run_id)
+            except (
+                Exception
+            ) as exc:  # a full disk, a read-only lake: the tables are written; say what was not
+                print(
+                    f"kpi-lake sync: the tables are written, but the Data Docs could not be: "
+                    f"{_os_error(exc)} (site: {docs_uri(initialised.lake)}). Free space or fix permissions "
+                    "there; the quality results are stored, and the next run that validates renders the pages again.",
+                    file=sys.stderr,
+                )
+                return 1
         if published is not None:
             print(f"Data Docs: {redact(published.index_uri)} ({published.suites} suites)")
     withheld = [c for c in checks if c.check_name == "no_rows_withheld" and not c.passed]
@@ -183,6 +243,16 @@ def _sync(args: argparse.Namespace) -> int:
         "polars.scan_delta('<lake>/<layer>/<source>/<table>') or DuckDB (see README)."
     )
     return 0
+
+
+def _os_error(exc: BaseException) -> str:
+    """What went wrong, with the file it happened to when the error names one, never a bare errno."""
+    from resources.lake import redact_error
+
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror} (errno {exc.errno}){where}"
+    return redact_error(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 if __name__ == "__main__":

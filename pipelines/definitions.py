@@ -9,6 +9,7 @@ from assets.quality import quality_checks
 from assets.silver import silver_assets
 from pipelines import sensors
 from pipelines.environment import get_resources
+from pipelines.executor import lake_locked_executor
 from pipelines.jobs import nightly_schedule, nightly_sync
 
 all_assets = [
@@ -26,4 +27,6 @@ defs = dg.Definitions(
     schedules=[nightly_schedule],
     sensors=sensors.sensors,
     resources={**get_resources(), **sensors.operations_resources()},
+    # Every run (schedule, sensor, UI) holds the lake lock for its whole length: see kpi_lake/locking.py.
+    executor=lake_locked_executor,
 )

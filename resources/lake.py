@@ -24,6 +24,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable
 
 from kpi_lake.frames import delta_compatible
+from kpi_lake.raw_files import LOADED_AT
 from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri, redact
 from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
@@ -273,11 +274,84 @@ class DeltaLake(dg.ConfigurableResource):
     def replace_where(self, ref: TableRef, data: Frame, predicate: str) -> TableState:
         """Replace the rows matching ``predicate`` (one partition, one source file) with ``data``, atomically.
 
-        Every row of ``data`` must match the predicate. On a table that does not exist yet, this creates it.
+        Every row of ``data`` must match the predicate. On a table that does not exist yet, this creates it
+        (and if another writer creates it first, replaces its matching rows instead: never twice the rows).
         """
         if not self.exists(ref):
-            return self._write(ref, data, mode="append", schema_mode="merge")
+            created = self._create(ref, data)
+            if created is not None:
+                return created
         return self._write(ref, data, mode="overwrite", schema_mode="merge", predicate=predicate)
+
+    def _create(self, ref: TableRef, data: Frame) -> TableState | None:
+        """Write a table's first version, failing if the table exists by then: two writers that both found no
+        table cannot both append (Delta commits version 0 only once). None when another writer created it
+        first: the caller then writes into the existing table as usual."""
+        try:
+            return self._write(ref, data, mode="error", schema_mode="merge")
+        except LakeWriteError:
+            if self.exists(ref):
+                dg.get_dagster_logger("kpi_lake.lake").info(
+                    f"{ref} was created by another writer meanwhile: writing into it instead"
+                )
+                return None
+            raise
+
+    def heal_duplicate_keys(
+        self,
+        ref: TableRef,
+        keys: list[str],
+        latest_by: str | None = LOADED_AT,
+        optional_keys: list[str] | None = None,
+    ) -> int:
+        """Make ``keys`` unique again in a table that holds some of them more than once (what two unguarded
+        writers racing once could leave), keeping for each key the row with the largest ``latest_by`` (when
+        the table has that column). One commit; rows with a null in ``keys`` are left as they are, while
+        ``optional_keys`` are part of the key with null as one more value (a CSV row has no sheet). Keys the
+        table does not have are left out. Returns how many rows were removed (0 when nothing was wrong)."""
+        if not self.exists(ref):
+            return 0
+        scan = self.scan(ref)
+        columns = scan.collect_schema().names()
+        required = [k for k in keys if k in columns]
+        if not required:
+            return 0
+        keys = required + [k for k in optional_keys or [] if k in columns]
+        keyed = pl.all_horizontal(pl.col(k).is_not_null() for k in required)
+        counts = (
+            scan.filter(keyed)
+            .select(pl.len().alias("rows"), pl.struct(keys).n_unique().alias("keys"))
+            .collect()
+            .row(0, named=True)
+        )
+        surplus = int(counts["rows"]) - int(counts["keys"])
+        if surplus <= 0:
+            return 0
+        ordered = (
+            scan.sort(latest_by, descending=True, nulls_last=True, maintain_order=True)
+            if (latest_by in columns)
+            else scan
+        )
+        healed = pl.concat(
+            [
+                ordered.filter(keyed).unique(subset=keys, keep="first", maintain_order=True),
+                scan.filter(~keyed),
+            ]
+        ).collect()
+        partitions = list(self.delta_table(ref).metadata().partition_columns)
+        self._write(
+            ref,
+            healed,
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=partitions or None,
+            commit_metadata={"healed_duplicate_keys": surplus},
+        )
+        dg.get_dagster_logger("kpi_lake.lake").warning(
+            f"{ref} held {surplus} rows whose key ({', '.join(keys)}) was already there: removed, keeping the "
+            "latest row of each key"
+        )
+        return surplus
 
     def withdraw(self, ref: TableRef, bad_version: int, reason: str) -> TableState:
         """Take a version that failed a blocking check out of what readers see, in one new commit: back to
@@ -314,7 +388,12 @@ class DeltaLake(dg.ConfigurableResource):
                 f"merge into {ref}: {duplicates.height} keys appear more than once, e.g. {sample}"
             )
         if not self.exists(ref):
-            return self._write(ref, frame, mode="append", schema_mode="merge")
+            created = self._create(ref, frame)
+            if created is not None:
+                return created
+        # A target that holds a key twice (left by two writers racing, before the lake lock) never heals
+        # by merging into it: make its keys unique first.
+        self.heal_duplicate_keys(ref, keys)
         predicate = " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in keys)
         changed = None
         if only_if_changed:
@@ -354,7 +433,7 @@ class DeltaLake(dg.ConfigurableResource):
         ref: TableRef,
         data: Frame,
         *,
-        mode: Literal["append", "overwrite"],
+        mode: Literal["append", "overwrite", "error"],
         schema_mode: Literal["merge", "overwrite"],
         predicate: str | None = None,
         partition_by: list[str] | None = None,
@@ -400,7 +479,7 @@ class DeltaLake(dg.ConfigurableResource):
             ) from exc
         return self.state(
             ref,
-            operation=mode if not predicate else "replace_where",
+            operation=("create" if mode == "error" else mode) if not predicate else "replace_where",
             metrics={"retries": len(retries)} if retries else None,
         )
 

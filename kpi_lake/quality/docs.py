@@ -198,7 +198,10 @@ def _upload_rendered(fs: Any, base: str, site: Path) -> int:
         if relative.endswith(".html") and path.stat().st_size == 0:
             continue  # a placeholder for a page that is already there
         target = f"{base}/{relative}"
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(path), target)
+        try:
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(str(path), target)
+        except OSError as exc:  # a full disk or a read-only lake: name the page, not just the errno
+            raise OSError(exc.errno, exc.strerror or str(exc), target) from exc
         written += 1
     return written
