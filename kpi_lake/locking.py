@@ -3,7 +3,7 @@
 **The lake lock.** Every run that writes the lake holds its lock for the whole run: ``kpi-lake sync`` takes it
 before the job starts and keeps it until the Data Docs are written; runs launched by the schedule, a sensor
 or the UI take it in the run worker, before the first step (the code location's executor,
-:func:`pipelines.executor.lake_locked_executor`). A second run waits for it, saying who holds it, up to a
+:func:`pipelines.locked_executor.lake_locked_executor`). A second run waits for it, saying who holds it, up to a
 timeout (``KPI_LAKE_LOCK_TIMEOUT`` seconds, default :data:`DEFAULT_TIMEOUT_SECONDS`; ``kpi-lake sync
 --lock-timeout``), then fails with a message naming the holder. A lock outlives no process:
 

@@ -9,8 +9,8 @@ from assets.quality import quality_checks
 from assets.silver import silver_assets
 from pipelines import sensors
 from pipelines.environment import get_resources
-from pipelines.executor import lake_locked_executor
 from pipelines.jobs import nightly_schedule, nightly_sync
+from pipelines.locked_executor import lake_locked_executor
 
 all_assets = [
     *bronze_assets,

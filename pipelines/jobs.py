@@ -3,13 +3,14 @@
 import dagster as dg
 
 from pipelines.executors import executor_from_env
+from pipelines.locked_executor import lake_locked
 
 nightly_sync = dg.define_asset_job(
     name="nightly_sync",
     selection=dg.AssetSelection.all(),
     description="Sync every source into bronze and rebuild what depends on it.",
     tags={"kpi_lake/job": "nightly_sync"},
-    executor_def=executor_from_env(),
+    executor_def=lake_locked(executor_from_env()),
 )
 
 nightly_schedule = dg.ScheduleDefinition(

@@ -88,3 +88,18 @@ def test_code_location_loads_quickly():
     load_seconds, heavy = result.stdout.strip().splitlines()[-2:]
     assert heavy == "heavy=", f"imported at load time: {heavy}"
     print(f"code location import: {float(load_seconds):.2f}s (process {time.perf_counter() - started:.2f}s)")
+
+
+def test_the_nightly_job_runs_inside_the_lake_lock_whatever_the_executor(monkeypatch: pytest.MonkeyPatch):
+    """Runs launched by the schedule or the UI take the lake lock: the job's executor is the chosen one, wrapped."""
+    import importlib
+
+    import pipelines.jobs
+
+    for name, inner in (("multiprocess", "multiprocess"), ("in_process", "in_process")):
+        monkeypatch.setenv("KPI_LAKE_EXECUTOR", name)
+        job = importlib.reload(pipelines.jobs).nightly_sync
+        assert job.executor_def.name == inner
+        assert "inside the lake lock" in (job.executor_def.description or "")
+    monkeypatch.delenv("KPI_LAKE_EXECUTOR")
+    importlib.reload(pipelines.jobs)

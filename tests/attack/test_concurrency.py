@@ -408,7 +408,7 @@ def _lake_holder_probe():
 
     import dagster as dg
 
-    from pipelines.executor import lake_locked_executor
+    from pipelines.locked_executor import lake_locked_executor
 
     @dg.op
     def who_holds_the_lake(context) -> None:

@@ -1,4 +1,4 @@
-"""The code location's executor: Dagster's default (multiprocess, or in-process by config) inside the lake lock.
+"""Executors inside the lake lock: any executor (``pipelines/executors.py`` picks which) wrapped by :func:`lake_locked`.
 
 Every run launched by the schedule, a sensor or the UI passes through its executor in the run worker, the one
 process that lives for the whole run. This one takes the lake lock there before the first step, logs what it
@@ -72,15 +72,19 @@ class LakeLockedExecutor(Executor):
             lock.release()
 
 
-def _create(init_context: dg.InitExecutorContext) -> Executor:
-    return LakeLockedExecutor(multi_or_in_process_executor.executor_creation_fn(init_context))
+def lake_locked(inner: dg.ExecutorDefinition, name: str | None = None) -> dg.ExecutorDefinition:
+    """``inner`` (configured or not: its config schema and mapping are kept) run inside the lake lock."""
+    creation_fn = inner.executor_creation_fn
+    assert creation_fn is not None, f"executor {inner.name} has no creation function"
+    return dg.ExecutorDefinition(
+        name=name or inner.name,
+        config_schema=inner.config_schema,
+        executor_creation_fn=lambda init_context: LakeLockedExecutor(creation_fn(init_context)),
+        requirements=inner.get_requirements,
+        description=f"{inner.description or inner.name}, inside the lake lock (one run at a time per lake).",
+    )
 
 
-#: Dagster's default executor (multiprocess unless configured ``in_process``), run inside the lake lock.
-lake_locked_executor = dg.ExecutorDefinition(
-    name="lake_locked_executor",
-    config_schema=multi_or_in_process_executor.config_schema,
-    executor_creation_fn=_create,
-    requirements=multi_or_in_process_executor.get_requirements,
-    description="Dagster's default executor, inside the lake lock (one run at a time per lake).",
-)
+#: Dagster's default executor (multiprocess unless configured ``in_process``), run inside the lake lock: the
+#: code location's default for every job that does not choose its own.
+lake_locked_executor = lake_locked(multi_or_in_process_executor, name="lake_locked_executor")
