@@ -98,6 +98,10 @@ def _sync(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from kpi_lake.locking import LakeLockError, lake_lock, lock_timeout_from_env
+
+    # The command's run executes its steps here, one after another (pipelines/runs.py); read when the job is
+    # defined, so set before the code location is imported.
+    os.environ["KPI_LAKE_EXECUTOR"] = "in_process"
     from pipelines.definitions import defs
     from pipelines.environment import lake_root
 
@@ -140,58 +144,43 @@ def _sync_locked(
 
     from kpi_lake.locking import recover_dead_runs, run_tags, wait_for_pools
     from kpi_lake.storage import redact
+    from kpi_lake.sync_report import step_label
 
     for line in recover_dead_runs(instance, lake_uri, run_id):
         print(f"kpi-lake sync: {line}", file=sys.stderr)
     wait_for_pools(instance, timeout, lambda line: print(f"kpi-lake sync: {line}", file=sys.stderr), run_id)
 
-    job = defs.resolve_job_def("nightly_sync")
-    if args.select:
-        job = job.get_subset(
-            asset_selection=set(
-                dg.AssetSelection.from_string(args.select).resolve(job.asset_layer.asset_graph)
-            )
-        )
+    from kpi_lake.sync_report import Progress, print_tables, table_lines
+    from pipelines.runs import run_nightly_sync
+
     log_level = "INFO" if args.verbose else "WARNING"
-    result = job.execute_in_process(
-        instance=instance,
-        run_id=run_id,
-        tags=run_tags(lake_uri),
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    progress = Progress()
+    try:
+        result = run_nightly_sync(
+            instance,
+            run_id=run_id,
+            select=args.select,
+            tags=run_tags(lake_uri),
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            on_plan=progress.plan,
+            on_event=progress.event,
+        )
+    finally:
+        progress.finish()
     elapsed = time.perf_counter() - started
 
-    rows: list[tuple[str, int | None, str]] = []
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
-        metadata = materialization.metadata
-        count = metadata.get("dagster/row_count")
-        files = metadata.get("files_loaded")
-        written = metadata.get("rows_written")
-        quarantined = metadata.get("quarantined_rows")
-        note = ""
-        if files is not None:
-            note = f"{files.value} new files"
-        elif written is not None:
-            note = f"{written.value:,} rows changed"
-        elif quarantined is not None and quarantined.value:
-            note = f"{quarantined.value:,} rows quarantined"
-        rows.append(
-            ("/".join(materialization.asset_key.path), None if count is None else int(count.value), note)
-        )
-    rows.sort()
-    width = max((len(name) for name, _, _ in rows), default=10)
     print(
-        f"\nkpi-lake sync {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s — lake: {redact(lake_uri)}"
+        f"\nkpi-lake sync {'succeeded' if result.success else 'FAILED'} in {elapsed:.1f}s (run {run_id}) — "
+        f"lake: {redact(lake_uri)}"
     )
-    print(f"{'table'.ljust(width)}  {'rows':>10}  this run")
-    for name, count, note in rows:
-        shown = "-" if count is None else f"{count:,}"
-        print(f"{name.ljust(width)}  {shown:>10}  {note}")
-    total = sum(count or 0 for _, count, _ in rows)
-    print(f"{len(rows)} tables, {total:,} rows.")
+    print_tables(table_lines(result.get_asset_materialization_events()), verbose=args.verbose)
+    slowest = progress.slowest()
+    if slowest:
+        print(
+            "slowest steps: " + ", ".join(f"{step_label(step)} {seconds:.1f}s" for step, seconds in slowest)
+        )
     checks = result.get_asset_check_evaluations()
+    published = None
     if checks:
         failed = [c for c in checks if not c.passed]
         blocking = [c for c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
@@ -220,6 +209,10 @@ def _sync_locked(
                 return 1
         if published is not None:
             print(f"Data Docs: {redact(published.index_uri)} ({published.suites} suites)")
+    if not checks or published is None:
+        from kpi_lake.quality.docs import docs_uri
+
+        print(f"Data Docs: {docs_uri(lake)} (no new validation results this run)")
     withheld = [c for c in checks if c.check_name == "no_rows_withheld" and not c.passed]
     for check in withheld:  # a gold gate withheld rows: the rest is published, these are not
         table = "/".join(check.asset_key.path)

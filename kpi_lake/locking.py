@@ -113,11 +113,21 @@ def run_tags(root: str) -> dict[str, str]:
 
 
 # ---- the lock ---------------------------------------------------------------------------------------------------
+#: Lakes whose lock this process holds (by :func:`lake_id`): a run this process executes while it holds the
+#: lock (``kpi-lake sync``) must not wait for itself.
+_HELD_HERE: set[str] = set()
+
+
+def held_by_this_process(root: str) -> bool:
+    return lake_id(root) in _HELD_HERE
+
+
 class LakeLock:
     """The lake's lock. ``acquire`` waits (sleeping, never spinning) up to ``timeout`` seconds, calling
     ``on_wait(holder, waited_seconds)`` when it starts waiting and then every ``report_every`` seconds."""
 
     where: str
+    root: str
 
     def try_acquire(self) -> bool:
         raise NotImplementedError
@@ -158,6 +168,10 @@ class LakeLock:
                 next_report = waited + report_every
             time.sleep(min(pause, max(0.05, timeout - waited)))
             pause = min(pause * 1.5, 2.0)
+        _HELD_HERE.add(lake_id(self.root))
+
+    def forget(self) -> None:
+        _HELD_HERE.discard(lake_id(self.root))
 
     @contextlib.contextmanager
     def held(self, timeout: float, on_wait: Callable[[Holder | None, float], None] = lambda *_: None):
@@ -172,6 +186,7 @@ class LocalLakeLock(LakeLock):
     """``fcntl.flock`` on ``<lake>/_kpi_lake/lake.lock``; the kernel releases it when the process ends."""
 
     def __init__(self, root: str, me: Holder):
+        self.root = root
         self.path = local_path(join_uri(root, LOCK_PATH))
         self.where = str(local_path(root))
         self.me = me
@@ -208,6 +223,7 @@ class LocalLakeLock(LakeLock):
             return None
 
     def release(self) -> None:
+        self.forget()
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
@@ -217,6 +233,7 @@ class AzureLakeLease(LakeLock):
     """A lease on the blob ``<lake>/_kpi_lake/lake.lock``, for a bounded time, renewed while the run lives."""
 
     def __init__(self, root: str, azure: AzureStorage, me: Holder, lease_seconds: int | None = None):
+        self.root = root
         location = parse_azure_uri(join_uri(root, LOCK_PATH))
         self.where = redact(root)
         self.me = me
@@ -279,6 +296,7 @@ class AzureLakeLease(LakeLock):
         return Holder.parse(dict(properties.metadata or {}))
 
     def release(self) -> None:
+        self.forget()
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=10)

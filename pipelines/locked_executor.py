@@ -19,6 +19,7 @@ from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.executor.base import Executor
 
 from kpi_lake.locking import (
+    held_by_this_process,
     lake_lock,
     lock_timeout_from_env,
     recover_dead_runs,
@@ -51,6 +52,14 @@ class LakeLockedExecutor(Executor):
         root = lake_root()
         instance, run_id = plan_context.instance, plan_context.run_id
         instance.add_run_tags(run_id, run_tags(root))
+        if held_by_this_process(
+            root
+        ):  # `kpi-lake sync` holds it and runs the job here: no waiting for itself
+            yield DagsterEvent.engine_event(
+                plan_context, f"The lake lock is held by this process ({os.getpid()})", EngineEventData()
+            )
+            yield from self.inner.execute(plan_context, execution_plan)
+            return
         lock = lake_lock(root, None, run_id, f"run of {plan_context.job_name}")
         for holder, waited in lock.waiting(lock_timeout_from_env()):
             who = holder.describe() if holder else "another run"

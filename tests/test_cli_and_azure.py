@@ -41,6 +41,25 @@ def test_generate_then_sync_locally_prints_a_summary(tmp_path: Path):
     assert "kpi-lake sync succeeded" in synced.stdout
     assert "bronze/spar_net/kpi_values" in synced.stdout
     assert "make dev" in synced.stdout
+    # Progress as it goes (plain lines: not a terminal), every step counted, and a summary in flow order.
+    steps = synced.stderr.split(" steps to run", 1)[0].rsplit(" ", 1)[-1]
+    assert f"[{steps}/{steps} " in synced.stderr
+    table_lines = [
+        line.split()[0]
+        for line in synced.stdout.splitlines()
+        if line.startswith(("bronze/", "silver/", "gold/"))
+    ]
+    layers = [name.split("/")[0] for name in table_lines]
+    assert layers == sorted(layers, key=["bronze", "silver", "gold"].index)
+    assert not any(name.endswith("_quarantine") for name in table_lines), (
+        "empty quarantines hidden by default"
+    )
+    assert "Data Docs:" in synced.stdout and "slowest steps:" in synced.stdout
+
+    rerun = _run(["sync"], env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "no new files" in rerun.stdout and "unchanged" in rerun.stdout
+    assert "Data Docs:" in rerun.stdout
     lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
     for ref in bronze_refs():
         assert lake.exists(ref), ref

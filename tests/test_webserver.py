@@ -83,3 +83,44 @@ def test_webserver_lists_every_asset_grouped_by_layer_and_source(webserver: str)
         assert "delta" in node["kinds"]
     # The page itself is served too (the UI a data engineer opens).
     assert requests.get(webserver, timeout=30).status_code == 200
+
+
+JOB_RUNS_QUERY = """
+query JobRuns($filter: RunsFilter) {
+  runsOrError(filter: $filter) { ... on Runs { results { runId jobName status } } }
+}
+"""
+
+
+def test_a_cli_sync_is_a_run_of_the_nightly_job_the_ui_lists(webserver: str, tmp_path: Path):
+    """The job page filters runs by job name and code location (the `.dagster/repository` tag): a run made by
+    `kpi-lake sync` must be found by that very filter, as the UI's job page and timeline query it."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "KPI_LAKE_ROOT": str(tmp_path / "lake"),
+        "KPI_LAKE_LANDING": str(tmp_path / "landing"),
+    }
+    cli = str(Path(sys.executable).parent / "kpi-lake")
+    subprocess.run(
+        [cli, "generate", "--scale", "0.1"], cwd=PROJECT_ROOT, env=env, check=True, capture_output=True
+    )
+    synced = subprocess.run(
+        [cli, "sync", "--select", "group:bronze_reference"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    run_id = synced.stdout.split("(run ", 1)[1].split(")", 1)[0]
+    ui_filter = {
+        "pipelineName": "nightly_sync",
+        "tags": [{"key": ".dagster/repository", "value": "__repository__@kpi_lake"}],
+    }
+    response = requests.post(
+        f"{webserver}/graphql", json={"query": JOB_RUNS_QUERY, "variables": {"filter": ui_filter}}, timeout=60
+    )
+    runs = response.json()["data"]["runsOrError"]["results"]
+    assert {"runId": run_id, "jobName": "nightly_sync", "status": "SUCCESS"} in runs
