@@ -80,6 +80,14 @@ class LakeWriteError(RuntimeError):
     """A write that did not happen. The table is as it was before the write."""
 
 
+def data_version(metadata: dict[str, Any]) -> dg.DataVersion | None:
+    """The Dagster data version of a table: its Delta version. A run that finds a table unchanged reports the
+    same data version, so nothing downstream turns "Unsynced" in the UI because of it."""
+    version = metadata.get("delta_version")
+    version = getattr(version, "value", version)
+    return None if version is None else dg.DataVersion(f"delta-v{version}")
+
+
 @dataclass(frozen=True)
 class TableState:
     """What a table holds after a write: reported as Dagster metadata on every materialisation."""

@@ -14,7 +14,7 @@ from kpi_lake.bronze import (
     unmatched_files,
 )
 from resources.business_db import BusinessDatabase
-from resources.lake import DeltaLake
+from resources.lake import DeltaLake, data_version
 from resources.landing import LandingZone
 
 
@@ -65,7 +65,7 @@ def file_bronze_asset(spec: FileTable, siblings: Sequence[FileTable] = ()) -> dg
             context.log.warning(file.message)
         if unmatched:
             metadata["unmatched_files"] = "\n".join(file.message for file in unmatched)
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
     return _bronze_files
 
@@ -98,7 +98,8 @@ def database_bronze_asset(spec: DatabaseTable) -> dg.AssetsDefinition:
             )
         if report.columns_added or report.columns_removed:
             context.log.warning(f"{spec.ref}: schema drift at source: {report.to_metadata()['schema_drift']}")
-        return dg.MaterializeResult(metadata=report.to_metadata())
+        metadata = report.to_metadata()
+        return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
     return _bronze_table
 

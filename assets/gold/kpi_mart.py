@@ -24,7 +24,7 @@ from kpi_lake.quality.gate import WITHHELD_COLUMNS, describe_withheld, withheld_
 from kpi_lake.rules import DIRECTIONS, FACT_COLUMNS, FACT_KEY, RAG_STATUSES, build_fact_kpi_value
 from kpi_lake.sql_models import ColumnTest, evaluate_test
 from kpi_lake.tables import TableRef
-from resources.lake import DeltaLake
+from resources.lake import DeltaLake, data_version
 
 FACT = TableRef("gold", "kpi_mart", "fact_kpi_value")
 #: The fact's rows that broke a blocking row-level expectation in its latest build, each with the reason.
@@ -218,10 +218,13 @@ def fact_kpi_value(context: dg.AssetExecutionContext, lake: DeltaLake) -> Iterat
             asset_key=_KEY,
             metadata={**metadata, **withheld_metadata},
             check_results=_column_checks(context, lake),
+            data_version=data_version(metadata),
         )
     if _WITHHELD_KEY in context.selected_asset_keys:
         yield dg.MaterializeResult(
-            asset_key=_WITHHELD_KEY, metadata={**withheld_state.to_metadata(), **withheld_metadata}
+            asset_key=_WITHHELD_KEY,
+            metadata={**withheld_state.to_metadata(), **withheld_metadata},
+            data_version=data_version(withheld_state.to_metadata()),
         )
 
 

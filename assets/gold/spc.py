@@ -13,7 +13,7 @@ import polars as pl
 
 from kpi_lake import rebuild, spc, target_review
 from kpi_lake.tables import TableRef
-from resources.lake import DeltaLake
+from resources.lake import DeltaLake, data_version
 
 FACT = TableRef("gold", "kpi_mart", "fact_kpi_value")
 DIM_KPI = TableRef("gold", "kpi_mart", "dim_kpi")
@@ -163,7 +163,7 @@ def kpi_spc(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.Materializ
     )
     for variation, count in _counts(latest, "variation_type", spc.POINT_TYPES).items():
         metadata[f"series_now_{variation}"] = count
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
 
 @dg.asset(
@@ -185,7 +185,7 @@ def target_review_table(context: dg.AssetExecutionContext, lake: DeltaLake) -> d
     )
     for verdict, count in _counts(table, "verdict", target_review.VERDICTS).items():
         metadata[f"verdict_{verdict}"] = count
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, data_version=data_version(metadata))
 
 
 spc_assets: list[dg.AssetsDefinition] = [kpi_spc, target_review_table]

@@ -8,7 +8,7 @@ import dagster as dg
 
 from kpi_lake.sql_models import SqlModel, SqlModelError, build_model, evaluate_test, load_sql_models
 from kpi_lake.tables import TableRef
-from resources.lake import DeltaLake
+from resources.lake import DeltaLake, data_version
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SQL_MODELS_ROOT = PROJECT_ROOT / "dbt_like_sql"
@@ -129,6 +129,8 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
                     },
                 )
             )
-        return dg.MaterializeResult(metadata=metadata, check_results=results)
+        return dg.MaterializeResult(
+            metadata=metadata, check_results=results, data_version=data_version(metadata)
+        )
 
     return _sql_model

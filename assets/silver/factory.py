@@ -10,7 +10,7 @@ import polars as pl
 from kpi_lake import personal_data, rebuild
 from kpi_lake.conform import Conformed
 from kpi_lake.tables import TableRef
-from resources.lake import DeltaLake
+from resources.lake import DeltaLake, data_version
 from resources.landing import LandingZone
 
 
@@ -44,6 +44,9 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
     decorate = dg.multi_asset(
         name="_".join(spec.ref.key_path),
         pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
+        # Either table may be selected alone (no "additional assets will be materialized" prompt in the UI);
+        # both are always written together, and a materialisation is recorded for those selected.
+        can_subset=True,
         specs=[
             dg.AssetSpec(
                 key=spec.ref.key_path,
@@ -96,8 +99,11 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         if rebuild.is_current(lake, spec.ref, built_from) and lake.exists(spec.quarantine_ref):
             context.log.info(f"{spec.ref}: inputs and code unchanged since the last build; nothing to do")
             for ref in (spec.ref, spec.quarantine_ref):
+                if dg.AssetKey(ref.key_path) not in context.selected_asset_keys:
+                    continue
+                metadata = lake.state(ref, operation="unchanged").to_metadata()
                 yield dg.MaterializeResult(
-                    asset_key=ref.key_path, metadata={**lake.state(ref, operation="unchanged").to_metadata()}
+                    asset_key=ref.key_path, metadata=metadata, data_version=data_version(metadata)
                 )
             return
         inputs = {ref.table: (lake.scan(ref) if lake.exists(ref) else None) for ref in spec.inputs}
@@ -127,12 +133,18 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
                 f"{spec.ref}: {conformed.quarantine.height} rows quarantined: "
                 + "; ".join(f"{r} ({n})" for r, n in reasons.iter_rows())
             )
+        if dg.AssetKey(spec.ref.key_path) in context.selected_asset_keys:
+            yield dg.MaterializeResult(
+                asset_key=spec.ref.key_path,
+                metadata={**state.to_metadata(), "quarantined_rows": conformed.quarantine.height},
+                data_version=data_version(state.to_metadata()),
+            )
+        if dg.AssetKey(spec.quarantine_ref.key_path) not in context.selected_asset_keys:
+            return
         yield dg.MaterializeResult(
-            asset_key=spec.ref.key_path,
-            metadata={**state.to_metadata(), "quarantined_rows": conformed.quarantine.height},
-        )
-        yield dg.MaterializeResult(
-            asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata()
+            asset_key=spec.quarantine_ref.key_path,
+            metadata=quarantine_state.to_metadata(),
+            data_version=data_version(quarantine_state.to_metadata()),
         )
 
     if spec.personal is not None:
