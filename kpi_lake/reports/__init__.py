@@ -41,6 +41,7 @@ __all__ = [
     "quarter_key_before",
     "quarter_key_of",
     "quarter_keys",
+    "report_metadata",
     "write_report",
 ]
 
