@@ -27,7 +27,6 @@ nightly_schedule = dg.ScheduleDefinition(
 quarterly_report = dg.define_asset_job(
     name="quarterly_report",
     selection=dg.AssetSelection.assets(REPORT_KEY),
-    partitions_def=quarterly_partitions,
     description="Build the quarterly performance report of one quarter (any past quarter: pick its partition).",
     tags={"kpi_lake/job": "quarterly_report"},
 )
