@@ -478,3 +478,44 @@ def test_report_is_published_to_an_azure_lake(lake, quarter, azure_env):
         fs = built.lake.azure.filesystem(built.lake.root)
         assert fs.cat_file(f"reports/kpi/reports/{quarter}/scrutiny-TRC.pdf") == report.pdf
         assert fs.cat_file(f"reports/kpi/reports/{quarter}/scrutiny-TRC.html").decode() == report.html
+
+
+def test_sensor_after_the_nightly_sync_asks_for_the_latest_quarter_once_per_mart_change(
+    lake, quarter, tmp_path
+):
+    """The run key names the mart's versions: Dagster runs one request per key, so an unchanged mart is not
+    reported twice, and any change to a table the report reads asks for a new report."""
+    from pipelines.jobs import quarterly_report, quarterly_report_after_sync
+
+    copy = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    shutil.copytree(Path(lake.root) / "gold", tmp_path / "lake" / "gold")
+
+    @dg.op
+    def finished() -> None:
+        pass
+
+    @dg.job
+    def stand_in_for_the_nightly_sync() -> None:
+        finished()
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate() -> dg.RunRequest:
+        run = stand_in_for_the_nightly_sync.execute_in_process(instance=instance)
+        [success] = [e for e in run.all_events if e.event_type_value == "PIPELINE_SUCCESS"]
+        with dg.build_run_status_sensor_context(
+            sensor_name=quarterly_report_after_sync.name,
+            dagster_event=success,
+            dagster_instance=instance,
+            dagster_run=run.dagster_run,
+            resources={"lake": copy},
+        ) as context:
+            return quarterly_report_after_sync(context)
+
+    first, again = evaluate(), evaluate()
+    assert first.partition_key == quarter and first.run_key == again.run_key
+    theme = TableRef("gold", "kpi_mart", "dim_theme")
+    copy.overwrite(theme, copy.scan(theme).collect())
+    changed = evaluate()
+    assert changed.partition_key == quarter and changed.run_key != first.run_key
+    assert quarterly_report_after_sync.job_name == quarterly_report.name
