@@ -7,10 +7,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test dev setup setup-test system-test-packages lint format generate sync bench clean
 
-## run: set up, generate the sample landing zone if it is empty, then run the nightly sync into lake/
+## run: set up, generate the sample landing zone if it is empty, run the nightly sync into lake/, then write
+## the latest quarter's report to lake/reports/<quarter>/
 run: setup
 	$(BIN)/kpi-lake generate --if-empty
 	$(BIN)/kpi-lake sync
+	$(BIN)/kpi-lake report
 
 ## test: set up (Python packages, PostgreSQL, Node.js and Azurite, system tools), then run every test
 test: setup setup-test
@@ -42,7 +44,7 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.synced
 # Debian/Ubuntu packages the tests need that PyPI cannot give (none of them is a Python or npm package).
 # Installed when running as root with apt; otherwise the test run stops before it starts, naming them.
 # Each entry is <command>=<package>: the package is needed when the command is missing.
-SYSTEM_TEST_PACKAGES :=
+SYSTEM_TEST_PACKAGES := chromium=chromium pdftoppm=poppler-utils pdftotext=poppler-utils
 system-test-packages:
 	@.ci/system-packages $(SYSTEM_TEST_PACKAGES)
 

@@ -50,7 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         "0 = fail at once)",
     )
 
+    report = commands.add_parser("report", help="build the quarterly performance report from the KPI mart")
+    report.add_argument("--period", default=None, help="quarter key, e.g. FY2026-27-Q2 (default: the latest)")
+    report.add_argument("--theme", default=None, help="one theme's report, e.g. ENV (default: every theme)")
+    report.add_argument("--audience", choices=("cabinet", "scrutiny"), default="cabinet")
+    report.add_argument("--out", default=None, help="a local folder (default: <lake>/reports/<period>/)")
+
     args = parser.parse_args(argv)
+    if args.command == "report":
+        from kpi_lake.reports.command import report_command
+        from pipelines.environment import lake_root
+
+        return report_command(args, lake_root())
     if args.command == "generate":
         return _generate(args)
     return _sync(args)
