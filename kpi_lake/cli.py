@@ -221,9 +221,12 @@ def _sync_locked(
         if published is not None:
             print(f"Data Docs: {redact(published.index_uri)} ({published.suites} suites)")
     if not checks or published is None:
-        from kpi_lake.quality.docs import docs_uri
+        from kpi_lake.quality.docs import DOCS_PATH
+        from kpi_lake.storage import join_uri
 
-        print(f"Data Docs: {docs_uri(lake)} (no new validation results this run)")
+        print(
+            f"Data Docs: {redact(join_uri(lake_uri, DOCS_PATH, 'index.html'))} (no new validation results this run)"
+        )
     withheld = [c for c in checks if c.check_name == "no_rows_withheld" and not c.passed]
     for check in withheld:  # a gold gate withheld rows: the rest is published, these are not
         table = "/".join(check.asset_key.path)
