@@ -17,13 +17,18 @@ test: setup setup-test
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
-## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules)
+## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules); Ctrl-C stops every part of it
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python deploy/local/dev.py -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
 
+# The instance settings live in deploy/local/ (not the project root, where `dagster dev` would warn that a
+# dagster.yaml outside DAGSTER_HOME is ignored) and are copied into DAGSTER_HOME.
+INSTANCE_YAML := deploy/local/dagster.yaml
 setup: $(VENV)/.synced
 	@mkdir -p "$(DAGSTER_HOME)"
-	@cmp -s dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@cmp -s $(INSTANCE_YAML) "$(DAGSTER_HOME)/dagster.yaml" || cp $(INSTANCE_YAML) "$(DAGSTER_HOME)/dagster.yaml"
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
@@ -41,7 +46,7 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.synced
 # Debian/Ubuntu packages the tests need that PyPI cannot give (none of them is a Python or npm package).
 # Installed when running as root with apt; otherwise the test run stops before it starts, naming them.
 # Each entry is <command>=<package>: the package is needed when the command is missing.
-SYSTEM_TEST_PACKAGES :=
+SYSTEM_TEST_PACKAGES := chromium=chromium
 system-test-packages:
 	@.ci/system-packages $(SYSTEM_TEST_PACKAGES)
 

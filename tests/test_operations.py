@@ -350,7 +350,7 @@ def test_which_storage_errors_are_transient():
 def test_the_instance_limits_every_table_pool_to_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     ref = TableRef("silver", "spar_net", "kpi_values")
 
