@@ -85,9 +85,35 @@ def _remote_etags(landing: LandingZone, source: str) -> dict[str, str]:
     }
 
 
-def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str]:
-    """Files that are new or whose content signature changed (removed files need no run)."""
-    return sorted(name for name, signature in current.items() if previous.get(name) != signature)
+def table_digests(signatures: dict[str, str], tables: Iterable[FileTable]) -> dict[str, str]:
+    """A short digest of each bronze file table's files (names and content signatures), by table path.
+
+    The sensor's cursor holds these, not the list of every file (which filled the sensor's page in the UI): a
+    table whose digest changed has a new, changed or removed file, which is all the sensor needs to run it.
+    The files are listed afresh at each evaluation, and bronze knows by content hash which it already holds.
+    """
+    digests = {}
+    for spec in tables:
+        taken = sorted(
+            f"{name}\t{signature}"
+            for name, signature in signatures.items()
+            if _source(name) == spec.source and _takes(spec, name)
+        )
+        digests[spec.ref.path] = hashlib.sha256("\n".join(taken).encode()).hexdigest()[:12]
+    return digests
+
+
+def landing_cursor(digests: dict[str, str], file_count: int) -> str:
+    """The landing sensor's cursor: how many files it saw (for people) and each table's digest."""
+    return json.dumps({"files": file_count, "tables": digests}, sort_keys=True, separators=(",", ":"))
+
+
+def changed_tables(cursor: str, digests: dict[str, str]) -> list[str]:
+    """The tables whose files differ from what the cursor recorded. A cursor from before the digests (every
+    file and its signature) is digested the same way, so an upgrade starts no run."""
+    state = json.loads(cursor)
+    previous = state["tables"] if "tables" in state else table_digests(state, FILE_TABLES)
+    return sorted(path for path, digest in digests.items() if previous.get(path) != digest)
 
 
 @dg.sensor(
@@ -103,29 +129,27 @@ def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
     current = landing_signatures(landing, FILE_TABLES)
+    digests = table_digests(current, FILE_TABLES)
+    cursor = landing_cursor(digests, len(current))
     if context.cursor is None:
-        context.update_cursor(json.dumps(current, sort_keys=True))
+        context.update_cursor(cursor)
         return dg.SkipReason(f"first look at the landing zone: {len(current)} files recorded")
-    changed = changed_files(json.loads(context.cursor), current)
+    changed = changed_tables(context.cursor, digests)
     if not changed:
-        if set(json.loads(context.cursor)) != set(current):
-            context.update_cursor(json.dumps(current, sort_keys=True))
+        if context.cursor != cursor:
+            context.update_cursor(cursor)
         return dg.SkipReason("nothing new in the landing zone")
-    tables = [
-        spec
-        for spec in FILE_TABLES
-        if any(_takes(spec, name) for name in changed if _source(name) == spec.source)
-    ]
+    tables = [spec for spec in FILE_TABLES if spec.ref.path in changed]
     bronze = [dg.AssetKey(spec.ref.key_path) for spec in tables]
     selection = _with_downstream(context, bronze)
     sources = sorted({spec.source for spec in tables})
     run_key = hashlib.sha256(
-        json.dumps({n: current[n] for n in changed}, sort_keys=True).encode()
+        json.dumps({path: digests[path] for path in changed}, sort_keys=True).encode()
     ).hexdigest()[:16]
     context.log.info(
-        f"landed: {', '.join(changed)}; running {len(selection)} assets for {', '.join(sources)}"
+        f"new or changed files for {', '.join(changed)}; running {len(selection)} assets for {', '.join(sources)}"
     )
-    context.update_cursor(json.dumps(current, sort_keys=True))
+    context.update_cursor(cursor)
     return dg.RunRequest(
         run_key=f"landing-{run_key}",
         asset_selection=selection,
