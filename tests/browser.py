@@ -106,7 +106,8 @@ class Page:
     def __init__(self, websocket_url: str):
         from websockets.sync.client import connect
 
-        self._socket = connect(websocket_url, max_size=None, open_timeout=30)
+        self._stack = contextlib.ExitStack()
+        self._socket = self._stack.enter_context(connect(websocket_url, max_size=None, open_timeout=30))
         self._ids = itertools.count(1)
         self.requests: list[str] = []  # every URL the page asked for, in order
         self.failed_requests: list[tuple[str, str]] = []  # (url, error)
@@ -116,7 +117,7 @@ class Page:
             self.send(f"{domain}.enable")
 
     def close(self) -> None:
-        self._socket.close()
+        self._stack.close()
 
     def send(self, method: str, params: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         message_id = next(self._ids)
