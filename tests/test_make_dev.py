@@ -75,7 +75,8 @@ def test_make_dev_starts_quietly_and_stops_with_every_child(tmp_path: Path, sign
         "KPI_LAKE_ROOT": str(tmp_path / "lake"),
         "KPI_LAKE_LANDING": str(tmp_path / "landing"),
     }
-    env.pop("MAKEFLAGS", None)
+    for variable in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # a make of its own, not a sub-make of `make test`
+        env.pop(variable, None)
     log_path = tmp_path / "make-dev.log"
     log = open(log_path, "wb")  # noqa: SIM115
     make = subprocess.Popen(
