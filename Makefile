@@ -19,13 +19,18 @@ test: setup setup-test
 	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
-## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules)
+## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules); Ctrl-C stops every part of it
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
 dev: setup
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python deploy/local/dev.py -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
 
+# The instance settings live in deploy/local/ (not the project root, where `dagster dev` would warn that a
+# dagster.yaml outside DAGSTER_HOME is ignored) and are copied into DAGSTER_HOME.
+INSTANCE_YAML := deploy/local/dagster.yaml
 setup: $(VENV)/.synced
 	@mkdir -p "$(DAGSTER_HOME)"
-	@cmp -s dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@cmp -s $(INSTANCE_YAML) "$(DAGSTER_HOME)/dagster.yaml" || cp $(INSTANCE_YAML) "$(DAGSTER_HOME)/dagster.yaml"
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv

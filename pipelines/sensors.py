@@ -97,9 +97,40 @@ def landing_unmatched(landing: LandingZone, tables: Iterable[FileTable]) -> list
 _UNMATCHED_KEY = "?unmatched"
 
 
-def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str]:
-    """Files that are new or whose content signature changed (removed files need no run)."""
-    return sorted(name for name, signature in current.items() if previous.get(name) != signature)
+def table_digests(signatures: dict[str, str], tables: Iterable[FileTable]) -> dict[str, str]:
+    """A short digest of each bronze file table's files (names and content signatures), by table path.
+
+    The sensor's cursor holds these, not the list of every file (which filled the sensor's page in the UI): a
+    table whose digest changed has a new, changed or removed file, which is all the sensor needs to run it.
+    The files are listed afresh at each evaluation, and bronze knows by content hash which it already holds.
+    """
+    digests = {}
+    for spec in tables:
+        taken = sorted(
+            f"{name}\t{signature}"
+            for name, signature in signatures.items()
+            if _source(name) == spec.source and _takes(spec, name)
+        )
+        digests[spec.ref.path] = hashlib.sha256("\n".join(taken).encode()).hexdigest()[:12]
+    return digests
+
+
+def landing_cursor(digests: dict[str, str], file_count: int, unmatched: list[str] | None = None) -> str:
+    """The landing sensor's cursor: how many files it saw (for people), each table's digest, and the files
+    matching no table that were already warned about."""
+    state: dict = {"files": file_count, "tables": digests}
+    if unmatched:
+        state[_UNMATCHED_KEY] = sorted(unmatched)
+    return json.dumps(state, sort_keys=True, separators=(",", ":"))
+
+
+def changed_tables(cursor: str, digests: dict[str, str]) -> list[str]:
+    """The tables whose files differ from what the cursor recorded. A cursor from before the digests (every
+    file and its signature) is digested the same way, so an upgrade starts no run."""
+    state = json.loads(cursor)
+    files = {name: signature for name, signature in state.items() if not name.startswith("?")}
+    previous = state["tables"] if "tables" in state else table_digests(files, FILE_TABLES)
+    return sorted(path for path, digest in digests.items() if previous.get(path) != digest)
 
 
 @dg.sensor(
@@ -115,8 +146,9 @@ def changed_files(previous: dict[str, str], current: dict[str, str]) -> list[str
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingZone):
     current = landing_signatures(landing, FILE_TABLES)
+    digests = table_digests(current, FILE_TABLES)
     previous = json.loads(context.cursor) if context.cursor else None
-    warned = set((previous or {}).pop(_UNMATCHED_KEY, []))
+    warned = set((previous or {}).get(_UNMATCHED_KEY, []))
     unmatched = landing_unmatched(landing, FILE_TABLES)
     for file in unmatched:
         if file.name not in warned:
@@ -126,28 +158,24 @@ def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingZo
         if unmatched
         else ""
     )
-    cursor = json.dumps({**current, _UNMATCHED_KEY: sorted(f.name for f in unmatched)}, sort_keys=True)
+    cursor = landing_cursor(digests, len(current), [f.name for f in unmatched])
     if previous is None:
         context.update_cursor(cursor)
         return dg.SkipReason(f"first look at the landing zone: {len(current)} files recorded{note}")
-    changed = changed_files(previous, current)
+    changed = changed_tables(context.cursor, digests)
     if not changed:
-        if set(previous) != set(current) or warned != {f.name for f in unmatched}:
+        if context.cursor != cursor:
             context.update_cursor(cursor)
         return dg.SkipReason(f"nothing new in the landing zone{note}")
-    tables = [
-        spec
-        for spec in FILE_TABLES
-        if any(_takes(spec, name) for name in changed if _source(name) == spec.source)
-    ]
+    tables = [spec for spec in FILE_TABLES if spec.ref.path in changed]
     bronze = [dg.AssetKey(spec.ref.key_path) for spec in tables]
     selection = _with_downstream(context, bronze)
     sources = sorted({spec.source for spec in tables})
     run_key = hashlib.sha256(
-        json.dumps({n: current[n] for n in changed}, sort_keys=True).encode()
+        json.dumps({path: digests[path] for path in changed}, sort_keys=True).encode()
     ).hexdigest()[:16]
     context.log.info(
-        f"landed: {', '.join(changed)}; running {len(selection)} assets for {', '.join(sources)}"
+        f"new or changed files for {', '.join(changed)}; running {len(selection)} assets for {', '.join(sources)}"
     )
     context.update_cursor(cursor)
     return dg.RunRequest(

@@ -29,7 +29,7 @@ from tests.pipeline_helpers import local_resources
 
 DEPLOY = PROJECT_ROOT / "deploy"
 PRODUCTION_YAML = DEPLOY / "dagster" / "dagster.yaml"
-ROOT_YAML = PROJECT_ROOT / "dagster.yaml"
+ROOT_YAML = PROJECT_ROOT / "deploy" / "local" / "dagster.yaml"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

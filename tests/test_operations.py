@@ -20,6 +20,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.bronze import FILE_TABLES
 from kpi_lake.tables import TableRef
 from pipelines.sensors import (
     ALERTS,
@@ -28,6 +29,7 @@ from pipelines.sensors import (
     alert_on_run_failure,
     data_docs_after_failure,
     landing_files_sensor,
+    landing_signatures,
     table_pool,
 )
 from resources.azure import AzureStorage
@@ -74,15 +76,26 @@ def test_a_new_spar_net_export_requests_a_run_of_what_depends_on_it(small_landin
     assert ("bronze", "spar_net", "kpi_definitions") not in selected  # not fed by value exports
     assert ("bronze", "emissions", "ghg_long") not in selected
     assert request.tags["kpi_lake/trigger"] == "landing" and request.tags["kpi_lake/sources"] == "spar_net"
-    assert json.loads(cursor)["spar_net/spar_export_2026-27_Q3.csv"]
+    # The cursor is a digest per bronze file table, not the list of files (it shows on the sensor's page).
+    state = json.loads(cursor)
+    assert state["files"] == len(list(small_landing.rglob("*.*")))
+    assert set(state["tables"]) == {spec.ref.path for spec in FILE_TABLES}
+    assert "spar_export" not in cursor and len(cursor) < 60 * len(FILE_TABLES)
 
     again, cursor = _evaluate(small_landing, cursor)
     assert isinstance(again, dg.SkipReason) and "nothing new" in again.skip_message
 
     # A file replaced in place (a corrected export) is new content: it runs again.
     new_export.write_bytes(new_export.read_bytes() + b"\n")
-    corrected, _ = _evaluate(small_landing, cursor)
+    corrected, cursor = _evaluate(small_landing, cursor)
     assert isinstance(corrected, dg.RunRequest) and corrected.run_key != request.run_key
+
+    # A cursor written before the digests (every file and its signature) carries over without a run.
+    landing = LandingZone(root=str(small_landing), azure=AzureStorage())
+    old_style = json.dumps(landing_signatures(landing, FILE_TABLES))
+    upgraded, cursor = _evaluate(small_landing, old_style)
+    assert isinstance(upgraded, dg.SkipReason) and "nothing new" in upgraded.skip_message
+    assert "tables" in json.loads(cursor)
 
 
 # ---- the failure alert --------------------------------------------------------------------------------------------
@@ -350,7 +363,7 @@ def test_which_storage_errors_are_transient():
 def test_the_instance_limits_every_table_pool_to_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     ref = TableRef("silver", "spar_net", "kpi_values")
 

@@ -29,7 +29,7 @@ def file_bronze_asset(spec: FileTable, siblings: Sequence[FileTable] = ()) -> dg
         description=spec.description,
         kinds={"delta", "polars", "csv"},
         tags={"layer": "bronze", "source": spec.source},
-        pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
+        pool=spec.ref.path,  # one writer per table across runs (pools in deploy/local/dagster.yaml)
         metadata={"landing_patterns": ", ".join(spec.patterns), "lake_path": spec.ref.path},
     )
     def _bronze_files(context: dg.AssetExecutionContext, lake: DeltaLake, landing: LandingZone):

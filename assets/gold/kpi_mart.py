@@ -141,7 +141,7 @@ def fact_suite() -> Suite:
             },
         ),
     ],
-    pool=FACT.path,  # one writer per table across runs (pools in dagster.yaml); it alone writes both tables
+    pool=FACT.path,  # one writer per table across runs (pools in deploy/local/dagster.yaml); it alone writes both tables
     # Either key may be selected (a selection of the fact and what follows it has no reason to name the
     # withheld table): both tables are written every time, so that they never disagree.
     can_subset=True,

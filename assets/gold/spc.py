@@ -125,7 +125,7 @@ def _spec(ref: TableRef, description: str, docs: dict[str, str], deps: tuple[Tab
         "deps": [dg.AssetKey(r.key_path) for r in deps],
         "description": description,
         "group_name": ref.group_name,
-        "pool": ref.path,  # one writer per table across runs (pools in dagster.yaml)
+        "pool": ref.path,  # one writer per table across runs (pools in deploy/local/dagster.yaml)
         "kinds": {"python", "polars", "delta"},
         "tags": {"layer": ref.layer, "source": ref.source, "kpi_mart": ""},
         "metadata": {

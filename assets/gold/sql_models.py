@@ -70,14 +70,9 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
         tags=tags,
         code_version=model.code_version,
         check_specs=check_specs,
-        pool=model.ref.path,  # one writer per table across runs (pools in dagster.yaml)
+        pool=model.ref.path,  # one writer per table across runs (pools in deploy/local/dagster.yaml)
         metadata={
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(c.name, c.data_type or "", description=c.description or None)
-                    for c in model.config.columns
-                ]
-            ),
+            **_definition_column_schema(model),
             "model_file": model.display_path,
             "materialized": model.config.materialized,
             "unique_key": ", ".join(model.config.unique_key),
@@ -134,3 +129,23 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
         )
 
     return _sql_model
+
+
+def _definition_column_schema(model: SqlModel) -> dict[str, dg.TableSchema]:
+    """The YAML's columns as the definition's column schema, unless the UI would misname them.
+
+    Dagster's UI (1.13, ``buildConsolidatedColumnSchema``) merges a definition's column schema with the
+    latest materialisation's by lower-casing every name, so ``KPI_Code`` would show as ``kpi_code``. A model
+    with any upper-case column name therefore declares none here: its page shows the materialisation's schema
+    (the Delta table's names and types, with the YAML's descriptions), exactly as the table has them.
+    """
+    columns = model.config.columns
+    if not columns or any(c.name != c.name.lower() for c in columns):
+        return {}
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(c.name, c.data_type or "", description=c.description or None) for c in columns
+            ]
+        )
+    }

@@ -43,7 +43,7 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
 
     decorate = dg.multi_asset(
         name="_".join(spec.ref.key_path),
-        pool=spec.ref.path,  # one writer per table across runs (pools in dagster.yaml)
+        pool=spec.ref.path,  # one writer per table across runs (pools in deploy/local/dagster.yaml)
         # Either table may be selected alone (no "additional assets will be materialized" prompt in the UI);
         # both are always written together, and a materialisation is recorded for those selected.
         can_subset=True,

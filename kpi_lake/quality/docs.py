@@ -8,11 +8,17 @@ Two steps, so that a run pays for rendering once rather than once per table:
 * after the run, :func:`render_data_docs` renders that run's pages and the index of every table in one GX
   build (GX renders into a local folder only, so it renders there and copies the result to the lake). Pages
   of runs no longer kept are removed with them.
+
+The site works offline: the styles and scripts GX links from CDNs are shipped in ``docs_static/`` and copied
+into the site's ``static/vendor/``, and every rendered page is pointed at those copies
+(:func:`make_page_offline`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +38,48 @@ DOCS_PATH = "docs/data_quality"
 KEEP_RUNS = 7
 STORE = "_gx_store"
 _SITE = "lake"
+#: The CDN files GX's pages link, shipped in ``docs_static/`` (its README gives versions and licences).
+VENDORED = Path(__file__).with_name("docs_static")
+_VENDOR_PATH = "static/vendor"
+_BOOTSTRAP_TABLE = "https://unpkg.com/bootstrap-table@"
+_CDN_FILES = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery-3.7.1/dist/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper.js-1.12.9/dist/umd/popper.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap-4.3.1/dist/css/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap-4.3.1/dist/js/bootstrap.min.js",
+    f"{_BOOTSTRAP_TABLE}1.19.1/dist/bootstrap-table.min.css": "bootstrap-table-1.19.1/dist/bootstrap-table.min.css",
+    f"{_BOOTSTRAP_TABLE}1.19.1/dist/bootstrap-table.min.js": "bootstrap-table-1.19.1/dist/bootstrap-table.min.js",
+    f"{_BOOTSTRAP_TABLE}1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js": (
+        "bootstrap-table-1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js"
+    ),
+    f"{_BOOTSTRAP_TABLE}1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css": (
+        "bootstrap-table-1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.css"
+    ),
+    f"{_BOOTSTRAP_TABLE}1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css": (
+        "bootstrap-table-1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": (
+        "bootstrap-datepicker-1.9.0/dist/css/bootstrap-datepicker.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": (
+        "bootstrap-datepicker-1.9.0/dist/js/bootstrap-datepicker.min.js"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome-free-6.6.0/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css": (
+        "bootstrap-dark-1.1.0/dist/css/bootstrap-prefers-dark.min.css"
+    ),
+}
+_CDN_URL = re.compile("|".join(re.escape(url) for url in sorted(_CDN_FILES, key=len, reverse=True)))
+#: GX's logo (light and dark) from its web-assets bucket: the copy GX ships in its own static folder.
+_REMOTE_LOGO = re.compile(
+    r"https://great-expectations-web-assets\.s3[\w.-]*\.amazonaws\.com/[\w-]+\.png(?:\?[^\"')\s]*)?"
+)
+# Chrome refuses a crossorigin script or style from file:// (no CORS there): the local copies drop the
+# attribute, and the integrity hash that goes with it.
+_CROSS_ORIGIN = re.compile(r"""\s+(?:integrity|crossorigin)=(?:"[^"]*"|'[^']*'|[^\s>]+)""")
+_SITE_STATIC = re.compile(r"""((?:src|href)=["'])(?:\./|(?:\.\./)+)?static/""")
+# Charts only: GX links vega on every page, and a page without a chart does not need it.
+_VEGA_TAG = re.compile(r"""\s*<script src="https://cdn\.jsdelivr\.net/npm/vega[\w-]*@\d+"></script>""")
 
 
 @dataclass(frozen=True)
@@ -86,6 +134,7 @@ def render_data_docs(lake: DeltaLake, run_id: str | None = None) -> DocsPublishe
         existing = _placeholders(fs, base, site)
         context, keys, kept_pages = _context_with_results(site, stores, wanted)
         context.build_data_docs(site_names=[_SITE], resource_identifiers=keys)
+        _make_site_offline(site)
         written = _upload_rendered(fs, base, site)
     stale = [page for page in existing if page.startswith("validations/") and page not in kept_pages]
     for page in stale:
@@ -185,15 +234,47 @@ def _page_parts(key: Any) -> tuple[str, ...]:
     return tuple(str(part) for part in key.to_tuple())
 
 
+def make_page_offline(html: str, depth: int) -> str:
+    """A rendered page pointed at the site's own copies of its styles and scripts instead of CDNs. ``depth``
+    is how many folders below the site's root the page is (0 for the index)."""
+    up = "../" * depth
+
+    def local(url: re.Match[str]) -> str:
+        return f"{up}{_VENDOR_PATH}/{_CDN_FILES[url[0]]}"
+
+    def local_tag(tag: re.Match[str]) -> str:
+        text = _CDN_URL.sub(local, tag[0])
+        return _CROSS_ORIGIN.sub("", text) if text != tag[0] else text
+
+    if "vegaEmbed" not in html:
+        html = _VEGA_TAG.sub("", html)
+    html = re.sub(r"<(?:script|link)\b[^>]*>", local_tag, html)
+    # GX points a validation page's own static files (favicon) one folder short: use the page's real depth.
+    html = _SITE_STATIC.sub(lambda ref: f"{ref[1]}{up}static/", html)
+    return _REMOTE_LOGO.sub(f"{up}static/images/logo-long.png", html)
+
+
+def _make_site_offline(site: Path) -> None:
+    """Point every page GX rendered at local copies, and put the copies in the site's static folder."""
+    for page in site.rglob("*.html"):
+        if page.stat().st_size:  # not a placeholder
+            depth = len(page.relative_to(site).parts) - 1
+            page.write_text(make_page_offline(page.read_text(encoding="utf-8"), depth), encoding="utf-8")
+    shutil.copytree(VENDORED, site / _VENDOR_PATH, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.md"))
+
+
 def _upload_rendered(fs: Any, base: str, site: Path) -> int:
-    """Copy what GX rendered (non-empty pages, the index; the static files once) from ``site`` to the lake."""
+    """Copy what GX rendered (non-empty pages, the index; static files the lake lacks) from ``site`` to the
+    lake."""
     written = 0
-    static_present = fs.exists(f"{base}/static")
+    prefix = base.strip("/") + "/"
+    in_lake = fs.find(f"{base}/static") if fs.exists(f"{base}/static") else []
+    static_present = {path.strip("/").split(prefix, 1)[-1] for path in in_lake}
     for path in sorted(site.rglob("*")):
         if not path.is_file():
             continue
         relative = path.relative_to(site).as_posix()
-        if relative.startswith("static/") and static_present:
+        if relative in static_present:
             continue
         if relative.endswith(".html") and path.stat().st_size == 0:
             continue  # a placeholder for a page that is already there

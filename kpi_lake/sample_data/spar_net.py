@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 
+from kpi_lake import rules
 from kpi_lake.sample_data._common import (
     LandingWriter,
     Period,
@@ -27,7 +29,7 @@ from kpi_lake.sample_data._common import (
     trend_curve,
     uk_date,
 )
-from kpi_lake.sample_data.council import HIGHER, KPIS, NEITHER, THEME_BY_CODE, Kpi
+from kpi_lake.sample_data.council import HIGHER, KPIS, LOWER, NEITHER, THEME_BY_CODE, Kpi
 
 FAMILY = "spar_net"
 DEFINITIONS_FILE = f"{FAMILY}/kpi_definitions.csv"
@@ -193,7 +195,34 @@ ROLE_IDS = ["perf.officer.01", "perf.officer.02", "perf.officer.03", "perf.offic
             "perf.officer.06", "ipi.analyst.02", "ipi.analyst.05"]  # fmt: skip
 
 
-def _narrative(row: SparRow, rng: np.random.Generator) -> None:
+#: What a manager adds to the commentary of an amber or red value that is worse than a year earlier.
+WORSE_THAN_LAST_YEAR = " Worse than the same period last year."
+_MART_POLARITY = {HIGHER: rules.HIGHER, LOWER: rules.LOWER, NEITHER: rules.NEITHER}
+#: Survey-based KPIs whose published figures carry 95% confidence intervals (the Active Lives and Fingertips
+#: files in sample_data/benchmarks.py), besides the council's own survey: the mart compares them by interval.
+_PUBLISHED_WITH_INTERVALS = ("PH363", "PH364")
+
+
+def mart_directions(kpi: Kpi, pairs: list[tuple[float | None, float | None]]) -> list[str]:
+    """The mart's direction of travel (:func:`kpi_lake.rules.direction_of_travel`) of each (value, value a year
+    earlier) pair, so that a narrative's remark on the trend says what the single view's Direction_Of_Travel
+    says. SPAR.net's own direction column keeps its rule (any change counts; :func:`_direction`)."""
+    frame = pl.DataFrame(
+        {"actual": [a for a, _ in pairs], "comparison": [c for _, c in pairs]},
+        schema={"actual": pl.Float64, "comparison": pl.Float64},
+    )
+    rule = rules.direction_of_travel("actual", "comparison", _MART_POLARITY[kpi.polarity])
+    return frame.select(rule)["direction_of_travel"].to_list()
+
+
+def _mart_value(row: SparRow | None, correct: Mapping[tuple[str, str], float]) -> float | None:
+    """The value the mart holds for a SPAR.net row: the lake's own figure for a computed KPI."""
+    if row is None:
+        return None
+    return correct.get((row.kpi.code, row.period.label), row.actual) if row.kpi.computed else row.actual
+
+
+def _narrative(row: SparRow, rng: np.random.Generator, *, worse_than_last_year: bool) -> None:
     k = int(rng.integers(12, 95))
     if row.actual is None:
         row.commentary = row.note
@@ -202,8 +231,8 @@ def _narrative(row: SparRow, rng: np.random.Generator) -> None:
     row.commentary = pool[int(rng.integers(0, len(pool)))].format(k=k)
     if row.target is None and row.kpi.polarity != NEITHER:
         row.commentary = "Target not set for this year while the service is restructured."
-    if row.direction == "Worsened" and row.rag in ("A", "R"):
-        row.commentary += " Worse than the same period last year."
+    if worse_than_last_year and row.rag in ("A", "R"):
+        row.commentary += WORSE_THAN_LAST_YEAR
     if row.rag in ("A", "R"):
         row.action = ACTIONS[int(rng.integers(0, len(ACTIONS)))].format(k=k)
 
@@ -298,14 +327,27 @@ def build_spar(computed: Mapping[tuple[str, str], float | None], *, seed: int) -
         k_rng = rng_for(seed, FAMILY, kpi.code, "narrative")
         _targets(kpi, rows, k_rng)
         by_start = {r.period.start: r for r in rows}
-        for i, row in enumerate(rows):
+        lasts = [
+            by_start.get(row.period.start.replace(year=row.period.start.year - 1))
+            if kpi.period_kind == "quarter"
+            else (rows[i - 1] if i > 0 else None)
+            for i, row in enumerate(rows)
+        ]
+
+        # The trend a manager writes about is the mart's, on the values the mart holds (the lake's own figure
+        # for a computed KPI, not a misreported one). Survey-based KPIs are compared by confidence intervals
+        # there, which SPAR.net does not hold: their narratives make no remark on the trend.
+        pairs = [
+            (_mart_value(row, correct), _mart_value(last, correct))
+            for row, last in zip(rows, lasts, strict=True)
+        ]
+        trends = mart_directions(kpi, pairs)
+        for row, last, trend in zip(rows, lasts, trends, strict=True):
             row.rag = _rag(kpi, row.actual, row.target)
-            if kpi.period_kind == "quarter":
-                last = by_start.get(row.period.start.replace(year=row.period.start.year - 1))
-            else:
-                last = rows[i - 1] if i > 0 else None
             row.direction = _direction(kpi, row.actual, last.actual if last else None)
-            _narrative(row, k_rng)
+            by_interval = kpi.source_system == "qol_survey" or kpi.code in _PUBLISHED_WITH_INTERVALS
+            worse = trend == "worsening" and not by_interval
+            _narrative(row, k_rng, worse_than_last_year=worse)
             row.updated_by = ROLE_IDS[int(k_rng.integers(0, len(ROLE_IDS)))]
             days = int(k_rng.integers(12, 46))
             minutes = int(k_rng.integers(8 * 60 + 30, 18 * 60))
@@ -318,6 +360,7 @@ def build_spar(computed: Mapping[tuple[str, str], float | None], *, seed: int) -
                     row.status = "provisional"
                 if not kpi.computed and k_rng.random() < 0.12:
                     row.actual, row.rag, row.direction = None, "n/a", "n/a"
+                    row.commentary = row.commentary.replace(WORSE_THAN_LAST_YEAR, "")
                     row.status = "provisional"
                     row.commentary, row.action = "Data not yet available from the service.", ""
         out_rows.extend(rows)

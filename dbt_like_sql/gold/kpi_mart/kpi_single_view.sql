@@ -1,6 +1,8 @@
 -- The single view for Power BI and Excel: one row per KPI and period for the own council, every fact beside
 -- its definition, owner, theme and period, with friendly column names (Capitalised_Words: Delta tables at
--- protocol 1/2 cannot have spaces in column names).
+-- protocol 1/2 cannot have spaces in column names). Derived figures (Gap_To_Target, Comparator_Median) are
+-- rounded half away from zero to the KPI's decimals: kpi_catalogue's for a KPI the lake computes, else 2
+-- (SPAR.net's own KPIs: their values arrive already rounded), so no binary noise reaches Excel or Power BI.
 with facts as (
     select * from gold.kpi_mart.fact_kpi_value
 ),
@@ -21,6 +23,16 @@ geographies as (
 ),
 spar_values as (
     select * from source('silver', 'spar_net', 'kpi_values')
+),
+catalogue as (
+    select * from ref('kpi_catalogue')
+),
+own_decimals as (
+    select
+        k.kpi_code,
+        power(10.0, coalesce(c.decimals, 2)) as scale
+    from kpis as k
+    left join catalogue as c on k.kpi_code = c.kpi_code
 ),
 own_facts as (
     select
@@ -80,7 +92,8 @@ final as (
         coalesce(p.period_end = l.latest_period_end, false) as Is_Latest_Period,
         f.actual as Actual,
         f.target as Target,
-        f.actual - f.target as Gap_To_Target,
+        sign(f.actual - f.target) * floor(abs(f.actual - f.target) * d.scale + 0.5 + 1e-9) / d.scale
+            as Gap_To_Target,
         case f.rag_status
             when 'green' then 'Green'
             when 'amber' then 'Amber'
@@ -96,7 +109,8 @@ final as (
         end as Direction_Of_Travel,
         f.previous_period_actual as Previous_Period,
         f.same_period_last_year_actual as Same_Period_Last_Year,
-        f.comparator_median as Comparator_Median,
+        sign(f.comparator_median) * floor(abs(f.comparator_median) * d.scale + 0.5 + 1e-9) / d.scale
+            as Comparator_Median,
         f.comparator_quartile as Comparator_Quartile,
         f.comparator_rank as Comparator_Rank,
         f.comparator_count as Comparator_Count,
@@ -117,6 +131,7 @@ final as (
         f.source_lineage as Source_Lineage
     from own_facts as f
     inner join kpis as k on f.kpi_code = k.kpi_code
+    inner join own_decimals as d on f.kpi_code = d.kpi_code
     left join themes as t on k.primary_theme_code = t.theme_code
     left join other_themes as o on f.kpi_code = o.kpi_code
     left join periods as p on f.period_key = p.period_key
