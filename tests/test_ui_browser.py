@@ -166,7 +166,12 @@ def test_job_page_and_the_cli_run(synced_ui: SyncedUI, page: Page):
     runs_text = _open(page, f"{synced_ui.url}/runs", synced_ui.cli_run_id[:8], shot="runs")
     row = runs_text.split(synced_ui.cli_run_id[:8], 1)[1][:300]
     assert "Success" in row, row
-    # To add once a `kpi-lake sync` is a run of the nightly_sync job itself (issue 12, part 2): its id listed on
-    # the job's own Runs tab, f"{synced_ui.url}/locations/kpi_lake/jobs/nightly_sync/runs". Today that tab says
-    # "No runs found", because the CLI runs an asset selection as an ad-hoc job.
+    # A `kpi-lake sync` is a run of the nightly_sync job itself: listed on the job's own Runs tab.
+    job_runs = _open(
+        page,
+        f"{synced_ui.url}/locations/kpi_lake/jobs/nightly_sync/runs",
+        synced_ui.cli_run_id[:8],
+        shot="nightly_sync_job_runs",
+    )
+    assert "No runs found" not in job_runs
     print(json.dumps({"cli_run": synced_ui.cli_run_id}))
