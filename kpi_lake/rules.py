@@ -192,6 +192,63 @@ def comparator_statistics(
     )
 
 
+def what_good_looks_like(
+    values: pl.LazyFrame,
+    *,
+    value: str = "actual",
+    polarity: str = "polarity",
+    by: Sequence[str] = ("kpi_code", "period_key"),
+    is_own: str = "is_own_council",
+    name: str = "geography_name",
+) -> pl.LazyFrame:
+    """Per ``by`` group (the own council and its comparators), what good looks like:
+
+    - ``top_quartile_value``: where the best quarter starts, the value of the council ranked
+      ``ceil(count / 4)``-th best by polarity (any council at least as good is in quartile 1, as
+      :func:`comparator_quartile` ranks);
+    - ``best_comparator_code``, ``best_comparator_name``, ``best_comparator_value``: the best comparator (not
+      the own council) by polarity; ties go to the lowest code.
+
+    One row per group; null where fewer than two councils have a value, or the polarity is ``neither``."""
+    group = list(by)
+    ordered = pl.col(value) * -_better_sign(_polarity(polarity))  # ascending: best first
+    rows = values.filter(pl.col(value).is_not_null()).with_columns(_order=ordered)
+    quartile = (
+        rows.sort([*group, "_order", "geography_code"])
+        .group_by(group, maintain_order=True)
+        .agg(
+            pl.len().alias("_count"),
+            pl.col(value).alias("_values"),
+            pl.col("_order").null_count().alias("_unordered"),
+        )
+        .with_columns(
+            top_quartile_value=pl.when((pl.col("_count") >= 2) & (pl.col("_unordered") == 0)).then(
+                pl.col("_values").list.get(((pl.col("_count") + 3) // 4 - 1).cast(pl.Int64), null_on_oob=True)
+            )
+        )
+        .select(*group, "top_quartile_value", "_count", "_unordered")
+    )
+    best = (
+        rows.filter(~pl.col(is_own).fill_null(False))
+        .sort([*group, "_order", "geography_code"])
+        .group_by(group, maintain_order=True)
+        .agg(
+            pl.col("geography_code").first().alias("best_comparator_code"),
+            pl.col(name).first().alias("best_comparator_name"),
+            pl.col(value).first().alias("best_comparator_value"),
+        )
+    )
+    enough = (pl.col("_count") >= 2) & (pl.col("_unordered") == 0)
+    return (
+        quartile.join(best, on=group, how="left")
+        .with_columns(
+            pl.when(enough).then(pl.col(c)).alias(c)
+            for c in ("best_comparator_code", "best_comparator_name", "best_comparator_value")
+        )
+        .drop("_count", "_unordered")
+    )
+
+
 # ---- reconciliation -------------------------------------------------------------------------------------
 
 
@@ -258,6 +315,14 @@ FACT_COLUMNS = (
     # direction can be re-derived from the row alone.
     "comparison_lower_ci",
     "comparison_upper_ci",
+    # What good looks like: where the comparators' best quarter starts and the best comparator, with the gap
+    # from each row's value to both (positive = the row is above; read with the KPI's polarity).
+    "top_quartile_value",
+    "best_comparator_code",
+    "best_comparator_name",
+    "best_comparator_value",
+    "gap_to_top_quartile",
+    "gap_to_best_comparator",
 )
 FACT_KEY = ("kpi_code", "period_key", "geography_code")
 
@@ -340,4 +405,18 @@ def build_fact_kpi_value(
         rows.join(group, on="geography_code", how="semi").select(*FACT_KEY, "actual", "polarity")
     ).select(*FACT_KEY, "comparator_median", "comparator_quartile", "comparator_rank", "comparator_count")
     rows = rows.join(statistics, on=list(FACT_KEY), how="left")
+    compared = rows.join(
+        geographies.filter(pl.col("is_own_council") | pl.col("is_comparator")).select(
+            "geography_code", "geography_name", "is_own_council"
+        ),
+        on="geography_code",
+        how="inner",
+    ).select(
+        "kpi_code", "period_key", "geography_code", "geography_name", "is_own_council", "actual", "polarity"
+    )
+    good = what_good_looks_like(compared)
+    rows = rows.join(good, on=["kpi_code", "period_key"], how="left").with_columns(
+        gap_to_top_quartile=pl.col("actual") - pl.col("top_quartile_value"),
+        gap_to_best_comparator=pl.col("actual") - pl.col("best_comparator_value"),
+    )
     return rows.select(FACT_COLUMNS).sort(FACT_KEY)

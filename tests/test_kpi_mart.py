@@ -265,6 +265,17 @@ def test_comparator_rank_one_is_best_by_polarity(mart):
     assert (higher["best"] == higher["highest"]).all()
     assert (lower["best"] == lower["lowest"]).all()
     assert compared["comparator_quartile"].drop_nulls().unique().sort().to_list() == [1, 2, 3, 4]
+    # What good looks like agrees with the ranking: quartile 1 is exactly the councils at least as good as
+    # top_quartile_value, and the best comparator is the best council other than the own one.
+    sign = pl.when(pl.col("polarity") == "higher_is_better").then(1.0).otherwise(-1.0)
+    ranked = compared.filter(pl.col("top_quartile_value").is_not_null() & pl.col("actual").is_not_null())
+    assert ranked.height > 0
+    at_least_as_good = (pl.col("actual") - pl.col("top_quartile_value")) * sign >= -1e-9
+    assert ranked.filter(at_least_as_good)["comparator_quartile"].unique().to_list() == [1]
+    assert 1 not in ranked.filter(~at_least_as_good)["comparator_quartile"].unique().to_list()
+    assert (
+        ranked["gap_to_top_quartile"] - (ranked["actual"] - ranked["top_quartile_value"])
+    ).abs().max() < 1e-9
 
 
 def test_theme_scorecard_counts_equal_counts_from_the_fact(mart):

@@ -254,6 +254,7 @@ def test_build_fact_links_periods_applies_rules_and_compares_councils():
     geographies = pl.LazyFrame(
         {
             "geography_code": [own, rival, ward],
+            "geography_name": ["Own", "Rival", "A ward"],
             "is_own_council": [True, False, False],
             "is_comparator": [False, True, False],
         }
@@ -301,6 +302,13 @@ def test_build_fact_links_periods_applies_rules_and_compares_councils():
     assert row["is_reconciled"] is False and "SPAR.net reports 88.0" in row["reconciliation_note"]
     assert (row["comparator_rank"], row["comparator_count"], row["comparator_median"]) == (2, 2, 87.5)
     assert row["comparator_quartile"] == 3
+    # What good looks like: of two councils the best quarter starts at the best value, the rival's.
+    assert (row["top_quartile_value"], row["best_comparator_name"], row["best_comparator_value"]) == (
+        90.0,
+        "Rival",
+        90.0,
+    )
+    assert row["gap_to_top_quartile"] == row["gap_to_best_comparator"] == -5.0
     first = fact.filter(kpi_code="Q", period_key="FY2024-25-Q1").row(0, named=True)
     assert (first["same_period_last_year_actual"], first["direction_of_travel"]) == (None, "not_comparable")
     # No value a year earlier: compared with the previous period instead (lower is better: 50 → 55 is worse).
@@ -312,3 +320,35 @@ def test_build_fact_links_periods_applies_rules_and_compares_councils():
     assert (survey["comparison_lower_ci"], survey["comparison_upper_ci"]) == (55.0, 65.0)
     assert survey["comparator_rank"] is None  # wards are not in the comparator group
     assert survey["rag_status"] == "red"  # tolerance null means 5 %: 3.5 below 70 at most, and 66 is 4 below
+
+
+def test_what_good_looks_like_starts_the_top_quartile_where_the_ranking_does():
+    from kpi_lake.rules import comparator_statistics, what_good_looks_like
+
+    # 16 councils (the own council and 15 comparators): ranks 1-4 are quartile 1, so the best quarter starts
+    # at the 4th best value; lower is better for L, and N has no better direction.
+    codes = [f"E0600{i:04d}" for i in range(16)]
+    values = list(range(100, 116))
+    frame = pl.LazyFrame(
+        {
+            "kpi_code": ["H"] * 16 + ["L"] * 16 + ["N"] * 16 + ["ONE"],
+            "period_key": ["P"] * 49,
+            "geography_code": codes * 3 + [codes[0]],
+            "geography_name": [f"Council {i}" for i in range(16)] * 3 + ["Council 0"],
+            "is_own_council": [i == 0 for i in range(16)] * 3 + [True],
+            "actual": [float(v) for v in values] * 3 + [1.0],
+            "polarity": [HIGHER] * 16 + [LOWER] * 16 + ["neither"] * 16 + [HIGHER],
+        }
+    )
+    good = {row["kpi_code"]: row for row in what_good_looks_like(frame).collect().iter_rows(named=True)}
+    assert good["H"]["top_quartile_value"] == 112.0  # 115, 114, 113, 112
+    assert good["L"]["top_quartile_value"] == 103.0  # 100, 101, 102, 103
+    assert (good["H"]["best_comparator_name"], good["H"]["best_comparator_value"]) == ("Council 15", 115.0)
+    # The own council (100, best when lower is better) is not its own best comparator.
+    assert (good["L"]["best_comparator_code"], good["L"]["best_comparator_value"]) == (codes[1], 101.0)
+    assert good["N"]["top_quartile_value"] is None and good["N"]["best_comparator_value"] is None
+    assert good["ONE"]["top_quartile_value"] is None  # one council: nothing to compare with
+    # The same boundary as the quartiles: every council at least as good as the threshold is in quartile 1.
+    ranked = comparator_statistics(frame.filter(pl.col("kpi_code") == "H")).collect()
+    assert set(ranked.filter(pl.col("actual") >= 112.0)["comparator_quartile"]) == {1}
+    assert 1 not in set(ranked.filter(pl.col("actual") < 112.0)["comparator_quartile"])

@@ -68,6 +68,14 @@ COLUMNS = {
     "comparison_lower_ci": "Lower confidence limit of the value direction_of_travel compared with (not in "
     "the BI contract: lets the direction be re-derived from the row)",
     "comparison_upper_ci": "Upper confidence limit of the value direction_of_travel compared with",
+    "top_quartile_value": "What good looks like: where the best quarter of the own council and its "
+    "comparators starts, the value of the council ranked ceil(n/4)-th best by polarity "
+    "(kpi_lake.rules.what_good_looks_like); null with fewer than two values or polarity neither",
+    "best_comparator_code": "The comparator (not the own council) with the best value by polarity",
+    "best_comparator_name": "Its name",
+    "best_comparator_value": "Its value",
+    "gap_to_top_quartile": "actual minus top_quartile_value (read with the KPI's polarity)",
+    "gap_to_best_comparator": "actual minus best_comparator_value (read with the KPI's polarity)",
 }
 
 TESTS = (

@@ -128,7 +128,15 @@ final as (
         f.source_system as Source_System,
         f.is_reconciled as Reconciled_With_SPAR_Net,
         f.reconciliation_note as Reconciliation_Note,
-        f.source_lineage as Source_Lineage
+        f.source_lineage as Source_Lineage,
+        sign(f.top_quartile_value) * floor(abs(f.top_quartile_value) * d.scale + 0.5 + 1e-9) / d.scale
+            as Top_Quartile_Value,
+        f.best_comparator_name as Best_Comparator,
+        f.best_comparator_value as Best_Comparator_Value,
+        sign(f.gap_to_top_quartile) * floor(abs(f.gap_to_top_quartile) * d.scale + 0.5 + 1e-9) / d.scale
+            as Gap_To_Top_Quartile,
+        sign(f.gap_to_best_comparator) * floor(abs(f.gap_to_best_comparator) * d.scale + 0.5 + 1e-9) / d.scale
+            as Gap_To_Best_Comparator
     from own_facts as f
     inner join kpis as k on f.kpi_code = k.kpi_code
     inner join own_decimals as d on f.kpi_code = d.kpi_code
