@@ -441,9 +441,10 @@ def test_cli_writes_one_commissions_scrutiny_report_with_full_history(lake, quar
 
 def test_spc_signals_are_shown_when_the_mart_has_them(lake, quarter, tmp_path):
     """Without ``kpi_spc`` the slot is left out; with it, this quarter's special-cause points are listed."""
-    assert "Statistical process control" not in render_html(gather(lake, quarter, theme="TRC"))
     copy = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
     shutil.copytree(Path(lake.root) / "gold", tmp_path / "lake" / "gold")
+    shutil.rmtree(tmp_path / "lake" / "gold" / "kpi_mart" / "kpi_spc", ignore_errors=True)
+    assert "Statistical process control" not in render_html(gather(copy, quarter, theme="TRC"))
     data = gather(copy, quarter, theme="TRC")
     flagged = data.kpis()["KPI_Code"][0]
     spc = data.kpis().select(
