@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from kpi_lake.personal_data import key_fingerprint
 from kpi_lake.sample_data import write_business_database
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -218,6 +218,12 @@ def test_planted_secrets_are_never_printed_stored_or_sent(
     path, payload = _Receiver.received[0]
     assert WEBHOOK_TOKEN in path  # sent to the configured URL, token and all
     assert json.loads(payload)["run_id"] == failed_run
+    # And once more to a webhook that does not answer: its outcome is logged and recorded, its token not.
+    monkeypatch.setenv("KPI_LAKE_ALERT_WEBHOOK", f"http://127.0.0.1:{free_port()}/hook?token={WEBHOOK_TOKEN}")
+    _send_alert(home, lake, failed_run, monkeypatch)
+    alerts = pl.read_delta(str(lake / "gold" / "operations" / "alerts"))
+    assert sorted(alerts["webhook_delivered"].to_list()) == [False, True], alerts
+    assert "unreachable" in alerts.filter(~pl.col("webhook_delivered"))["webhook_outcome"].item()
 
     leaks = _found(out + err, "first sync's output") + _found(failed_out + failed_err, "failed sync's output")
     leaks += _found(payload, "alert payload")
@@ -228,6 +234,8 @@ def test_planted_secrets_are_never_printed_stored_or_sent(
     assert (lake / "gold" / "operations" / "alerts" / "_delta_log").is_dir()  # the alert was recorded
     assert (lake / "docs" / "data_quality" / "index.html").is_file()
     assert leaks == []
+    # The scan reads what the failure stored: the database's user (not a secret) is in Dagster's storage.
+    assert any(f"council_{TAG}".encode() in p.read_bytes() for p in home.rglob("*") if p.is_file())
 
     # The pseudonym key is told apart by its fingerprint, stored with silver's commit; the key is not.
     fingerprint = key_fingerprint(SECRETS["KPI_LAKE_PSEUDONYM_KEY"].encode())
