@@ -302,8 +302,10 @@ class AzureLakeLease(LakeLock):
             self._renewer.join(timeout=10)
             self._renewer = None
         if self._lease is not None:
-            with contextlib.suppress(Exception):  # an expired lease is released already
-                self._lease.release()
+            # An expired lease is released already; one that cannot be released now (storage unreachable)
+            # expires within lease_seconds: no retries, so that a run failing on an outage ends at once.
+            with contextlib.suppress(Exception):
+                self._lease.release(retry_total=0)
             self._lease = None
 
 
