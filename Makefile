@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test dev setup setup-test system-test-packages lint format generate sync bench clean
+.PHONY: run test dev demo-distributed setup setup-test system-test-packages lint format generate sync bench clean
 
 ## run: set up, generate the sample landing zone if it is empty, then run the nightly sync into lake/
 run: setup
@@ -20,6 +20,11 @@ test: setup setup-test
 ## dev: the Dagster UI on http://127.0.0.1:3000 (asset graph, runs, schedules)
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## demo-distributed: the nightly sync on a local Dask cluster (scheduler + 2 workers), the instance in PostgreSQL
+## and the lake on Azurite, compared table by table with an in-process build; stops all it started
+demo-distributed: setup setup-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m deploy.demo_distributed
 
 setup: $(VENV)/.synced
 	@mkdir -p "$(DAGSTER_HOME)"
