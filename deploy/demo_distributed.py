@@ -39,6 +39,9 @@ LINEAGE_RUN_COLUMNS = ("_loaded_at", "_run_id")
 #: The quality history is a log of validations: which run, when, how long, and (freshness checks) how old each
 #: table was at that moment are facts about the run, not the data; what was checked and its outcome are compared.
 VALIDATION_HISTORY = "gold/data_quality/validation_history"
+#: Floating-point values are compared to this many significant figures: a sum's last bits depend on the order
+#: polars' threads add its parts in, which differs between any two builds (in process or not).
+SIGNIFICANT_FIGURES = 10
 VALIDATION_RUN_COLUMNS = ("run_id", "validated_at", "suite_seconds")
 DISTRIBUTED_LAKE = "az://lake/distributed"
 
@@ -282,11 +285,14 @@ def without_run_facts(history):
 
 
 def content_hash(frame) -> str:
-    """A hash of a table's schema and rows, independent of row order, without the run-lineage columns."""
+    """A hash of a table's schema and rows, independent of row order, without the run-lineage columns (floats to
+    ``SIGNIFICANT_FIGURES``)."""
     import polars as pl
 
     data = frame.drop([c for c in LINEAGE_RUN_COLUMNS if c in frame.columns])
-    data = data.select(sorted(data.columns))
+    data = data.select(sorted(data.columns)).with_columns(
+        pl.col(pl.Float32, pl.Float64).round_sig_figs(SIGNIFICANT_FIGURES)
+    )
     digest = hashlib.sha256(json.dumps([(c, str(t)) for c, t in data.schema.items()]).encode())
     if data.width and data.height:
         # Two independent 64-bit row hashes, sorted: the same rows in any order give the same bytes.
