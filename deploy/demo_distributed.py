@@ -43,7 +43,6 @@ VALIDATION_HISTORY = "gold/data_quality/validation_history"
 #: polars' threads add its parts in, which differs between any two builds (in process or not).
 SIGNIFICANT_FIGURES = 10
 VALIDATION_RUN_COLUMNS = ("run_id", "validated_at", "suite_seconds")
-DISTRIBUTED_LAKE = "az://lake/distributed"
 
 
 @dataclass(frozen=True)
@@ -210,8 +209,9 @@ def instance_home(home: Path, postgres_url: str) -> dict[str, str]:
 # --- the run worker: launches nightly_sync on the cluster (run in its own process by run_demo) ------------------
 
 
-def run_job() -> int:
-    """Execute ``nightly_sync`` as a launched run would (its executor from the environment); prints the run id."""
+def run_job(select: str | None = None) -> int:
+    """Execute ``nightly_sync`` (or the assets ``select`` names) as a launched run would, its executor from the
+    environment; prints the run's id and outcome as a JSON line."""
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -223,6 +223,9 @@ def run_job() -> int:
         "pipelines.definitions", "defs", working_directory=str(PROJECT_ROOT)
     ).get_reconstructable_job("nightly_sync")
     with dg.DagsterInstance.get() as instance:
+        if select:
+            graph = job.get_definition().asset_layer.asset_graph
+            job = job.get_subset(asset_selection=dg.AssetSelection.from_string(select).resolve(graph))
         result = dg.execute_job(
             job,
             instance=instance,
@@ -231,6 +234,63 @@ def run_job() -> int:
         )
     print(json.dumps({"run_id": result.run_id, "success": result.success}))
     return 0 if result.success else 1
+
+
+def launch_run(processes: Processes, env: dict[str, str], select: str | None = None) -> subprocess.Popen:
+    """The run worker, in its own process (as a run launcher would start it), logging to ``run-worker.log``."""
+    command = [sys.executable, "-m", "deploy.demo_distributed", "--run-job"]
+    return processes.start("run-worker", [*command, "--select", select] if select else command, env=env)
+
+
+def run_outcome(processes: Processes, run_worker: subprocess.Popen, timeout: float | None = None) -> dict:
+    """Wait for the run worker; its run's id and whether it succeeded."""
+    run_worker.wait(timeout=timeout)
+    log = (processes.logs / "run-worker.log").read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in log.splitlines() if line.startswith('{"run_id"')]
+    if not lines:
+        raise RuntimeError(
+            f"the run worker exited with {run_worker.returncode} before finishing a run:\n{log}"
+        )
+    return json.loads(lines[-1])
+
+
+@contextlib.contextmanager
+def environment(settings: dict[str, str]) -> Iterator[None]:
+    """These variables set in this process for a while (the instance's dagster.yaml reads PostgreSQL's)."""
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def cluster_environment(workdir: Path, postgres_url: str, azurite_url: str, landing: Path) -> dict[str, str]:
+    """What the run worker and every Dask worker share: the lake on Azurite, the landing zone, the instance on a
+    fresh PostgreSQL database, and the dask executor. Nothing of this process's own lake settings leaks in."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("KPI_LAKE_", "DAGSTER_", "AZURE_", "AZURITE_"))
+    }
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    return {
+        **env,
+        **instance_home(workdir / "dagster_home", postgres_url),
+        "KPI_LAKE_ROOT": f"az://lake/distributed-{uuid.uuid4().hex[:8]}",  # a fresh lake, whoever ran before
+        "KPI_LAKE_LANDING": str(landing),
+        "AZURE_STORAGE_USE_EMULATOR": "true",
+        "AZURITE_BLOB_STORAGE_URL": azurite_url,
+        "KPI_LAKE_EXECUTOR": "dask",
+    }
+
+
+def instance_settings(env: dict[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if key.startswith("DAGSTER_")}
 
 
 def step_workers(instance, run_id: str) -> dict[str, str]:
@@ -322,50 +382,27 @@ def run_demo(
     generate_landing(landing, scale=scale)
     timings["generate"] = time.perf_counter() - started
 
-    base_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("KPI_LAKE_", "DAGSTER_", "AZURE_", "AZURITE_"))
-    }
-    base_env["PATH"] = os.pathsep.join([str(BIN), base_env.get("PATH", "")])
-    instance_env = instance_home(workdir / "dagster_home", postgres_url)
-    lake_env = {
-        "KPI_LAKE_ROOT": DISTRIBUTED_LAKE,
-        "KPI_LAKE_LANDING": str(landing),
-        "AZURE_STORAGE_USE_EMULATOR": "true",
-        "AZURITE_BLOB_STORAGE_URL": azurite_url,
-    }
+    cluster_env = cluster_environment(workdir, postgres_url, azurite_url, landing)
     processes = Processes(logs)
     try:
-        cluster_env = {**base_env, **instance_env, **lake_env, "KPI_LAKE_EXECUTOR": "dask"}
         started = time.perf_counter()
         scheduler = start_dask_cluster(processes, cluster_env, workers)
         timings["cluster_start"] = time.perf_counter() - started
         print(f"Dask scheduler {scheduler}, {workers} workers; logs in {logs}", flush=True)
 
         started = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, "-m", "deploy.demo_distributed", "--run-job"],
-            cwd=PROJECT_ROOT,
-            env={**cluster_env, "KPI_LAKE_DASK_SCHEDULER": scheduler},
-            capture_output=True,
-            text=True,
-        )
+        run_worker = launch_run(processes, {**cluster_env, "KPI_LAKE_DASK_SCHEDULER": scheduler})
+        outcome = run_outcome(processes, run_worker)
         timings["distributed_sync"] = time.perf_counter() - started
-        (logs / "run-worker.log").write_text(run.stdout + run.stderr, encoding="utf-8")
-        lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
-        if not lines:
-            raise RuntimeError(
-                f"the run worker exited with {run.returncode} before starting a run:\n{run.stderr}"
-            )
-        outcome = json.loads(lines[-1])
     finally:
         processes.stop()
 
-    os.environ.update(instance_env)  # the instance's dagster.yaml reads its PostgreSQL settings from here
-    with dg.DagsterInstance.from_config(instance_env["DAGSTER_HOME"]) as instance:
+    with (
+        environment(instance_settings(cluster_env)),
+        dg.DagsterInstance.from_config(cluster_env["DAGSTER_HOME"]) as instance,
+    ):
         workers_by_step = step_workers(instance, outcome["run_id"])
-    engine = sa.create_engine(sa.engine.make_url(postgres_url).set(database=instance_env["DAGSTER_PG_DB"]))
+    engine = sa.create_engine(sa.engine.make_url(postgres_url).set(database=cluster_env["DAGSTER_PG_DB"]))
     try:
         with engine.connect() as conn:
             pools = dict(
@@ -379,7 +416,11 @@ def run_demo(
     sync = subprocess.run(
         [str(BIN / "kpi-lake"), "sync"],
         cwd=PROJECT_ROOT,
-        env={**base_env, "KPI_LAKE_ROOT": str(in_process_lake), "KPI_LAKE_LANDING": str(landing)},
+        env={
+            **{k: v for k, v in cluster_env.items() if not k.startswith(("DAGSTER_", "AZURE", "KPI_LAKE_"))},
+            "KPI_LAKE_ROOT": str(in_process_lake),
+            "KPI_LAKE_LANDING": str(landing),
+        },
         capture_output=True,
         text=True,
     )
@@ -391,9 +432,9 @@ def run_demo(
     started = time.perf_counter()
     azure = AzureStorage(use_emulator=True, emulator_url=azurite_url)
     distributed = summarise_lake(
-        DISTRIBUTED_LAKE,
-        storage_options=azure.delta_storage_options(DISTRIBUTED_LAKE),
-        filesystem=azure.filesystem(DISTRIBUTED_LAKE),
+        cluster_env["KPI_LAKE_ROOT"],
+        storage_options=azure.delta_storage_options(cluster_env["KPI_LAKE_ROOT"]),
+        filesystem=azure.filesystem(cluster_env["KPI_LAKE_ROOT"]),
     )
     in_process = summarise_lake(str(in_process_lake))
     timings["compare"] = time.perf_counter() - started
@@ -467,9 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Dask workers to start (at least 2)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, lakes, instance)")
     parser.add_argument("--run-job", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--select", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_job:
-        return run_job()
+        return run_job(args.select)
     if args.workers < 2:
         parser.error("--workers: at least 2 (the point is more than one worker)")
     workdir = Path(tempfile.mkdtemp(prefix="kpi-lake-distributed-"))

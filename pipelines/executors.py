@@ -15,7 +15,9 @@
 Whatever the executor, steps share only the lake and the Dagster instance: every asset reads its inputs from
 Delta tables and returns a ``MaterializeResult`` (no value handed on through an IO manager), temporary files
 live and die inside one step, and each table's writes are serialised by its pool, whose slots are held in the
-instance's database, so they hold across processes and machines.
+instance's database, so they hold across processes and machines. The multiprocess, in-process and ``dask``
+executors claim those slots; whether the installed ``dagster-celery`` does is to be checked before relying on it
+(the releases read while writing this did not).
 """
 
 from __future__ import annotations

@@ -73,13 +73,77 @@ def test_nightly_sync_on_a_dask_cluster_matches_the_in_process_build(
     assert len(result.distributed) > 80
 
     # Every step of the nightly job ran on a Dask worker, and both workers took a share.
-    plan = create_execution_plan(defs.resolve_job_def("nightly_sync"))
+    plan = create_execution_plan(defs.resolve_job_def("nightly_sync"))  # the job's own steps
     assert set(result.step_workers) == set(plan.step_keys_to_execute)
     assert set(result.step_workers.values()) == {"worker-1", "worker-2"}
 
     # Each table's writer ran in its pool (limit 1), created in the shared PostgreSQL instance by the run.
-    asset_tables = {"/".join(key.path) for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert asset_tables <= set(result.pools)
+    job = defs.resolve_job_def("nightly_sync")
+    table_pools = {node.definition.pool for node in job.graph.node_dict.values()} - {None}
+    assert "silver/spar_net/kpi_values" in table_pools and len(table_pools) > 60
+    assert table_pools <= set(result.pools)
     assert set(result.pools.values()) == {1}
     # Nothing was handed between steps through the instance's local storage (where an IO manager writes).
     assert result.stored_outputs == []
+
+
+@pytest.mark.azure
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_table_whose_slot_another_run_holds_waits_on_the_dask_cluster(
+    postgres: str, azurite: str, landing_copy: Path, tmp_path: Path
+):
+    """Another run (on any machine) holds the pool slot of bronze/reference/corporate_themes in the shared
+    instance: a run on the Dask cluster that writes that table does not start the step until the slot is freed,
+    then writes the table."""
+    import time
+
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    table = "bronze/reference/corporate_themes"
+    processes = demo_distributed.Processes(tmp_path)
+    env = demo_distributed.cluster_environment(tmp_path, postgres, azurite, landing_copy)
+    try:
+        scheduler = demo_distributed.start_dask_cluster(processes, env, workers=2)
+        with (
+            demo_distributed.environment(demo_distributed.instance_settings(env)),
+            dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+        ):
+            storage = instance.event_log_storage
+            storage.set_concurrency_slots(table, 1)
+            other_run = make_new_run_id()
+            assert storage.claim_concurrency_slot(table, other_run, "writing_the_table").is_claimed
+
+            run_worker = demo_distributed.launch_run(
+                processes, {**env, "KPI_LAKE_DASK_SCHEDULER": scheduler}, select=f"key:{table}"
+            )
+            deadline = time.monotonic() + 120
+            runs = []
+            while not runs and time.monotonic() < deadline and run_worker.poll() is None:
+                runs = instance.get_runs()
+                time.sleep(0.5)
+            assert runs, "the run worker never created its run"
+            run_id = runs[0].run_id
+            time.sleep(20)  # ample time for the step to be sent to a worker and start, were the pool ignored
+            started = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
+            assert started == []
+            assert run_worker.poll() is None
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+
+            storage.free_concurrency_slots_for_run(other_run)
+            outcome = demo_distributed.run_outcome(processes, run_worker, timeout=180)
+            assert outcome == {"run_id": run_id, "success": True}
+            assert set(demo_distributed.step_workers(instance, run_id)) == {
+                "bronze__reference__corporate_themes"
+            }
+    finally:
+        processes.stop()
+    from resources.azure import AzureStorage
+
+    azure = AzureStorage(use_emulator=True, emulator_url=azurite)
+    lake = env["KPI_LAKE_ROOT"]
+    tables = demo_distributed.summarise_lake(
+        lake, storage_options=azure.delta_storage_options(lake), filesystem=azure.filesystem(lake)
+    )
+    assert list(tables) == [table] and tables[table].rows > 0
