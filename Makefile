@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test dev setup setup-test system-test-packages lint format generate sync bench clean
+.PHONY: run test dev demo-distributed setup setup-test system-test-packages lint format generate sync bench clean
 
 ## run: set up, generate the sample landing zone if it is empty, run the nightly sync into lake/, then write
 ## the latest quarter's report to lake/reports/<quarter>/
@@ -24,6 +24,11 @@ DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 dev: setup
 	$(BIN)/python deploy/local/dev.py -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
+
+## demo-distributed: the nightly sync on a local Dask cluster (scheduler + 2 workers), the instance in PostgreSQL
+## and the lake on Azurite, compared table by table with an in-process build; stops all it started
+demo-distributed: setup setup-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m deploy.demo_distributed
 
 # The instance settings live in deploy/local/ (not the project root, where `dagster dev` would warn that a
 # dagster.yaml outside DAGSTER_HOME is ignored) and are copied into DAGSTER_HOME.

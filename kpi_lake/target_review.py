@@ -340,7 +340,8 @@ def peer_statistics(values: Sequence[float], codes: Sequence[str], own_code: str
     ranked = np.asarray(values, dtype=float)[order]
     top_quarter = ranked[math.ceil(len(ranked) / 4) - 1]
     others = [(v, c) for v, c in zip(values, codes, strict=True) if c != own_code]
-    best = max(others, key=lambda vc: sign * vc[0]) if others else (None, None)
+    # Among comparators with the same best value, the lowest code: the same answer whatever the rows' order.
+    best = min(others, key=lambda vc: (-sign * vc[0], vc[1])) if others else (None, None)
     return {
         "comparator_median": float(np.median(values)),
         "top_quartile_value": float(top_quarter),
