@@ -113,13 +113,13 @@ def run_tags(root: str) -> dict[str, str]:
 
 
 # ---- the lock ---------------------------------------------------------------------------------------------------
-#: Lakes whose lock this process holds (by :func:`lake_id`): a run this process executes while it holds the
-#: lock (``kpi-lake sync``) must not wait for itself.
-_HELD_HERE: set[str] = set()
+#: Lakes whose lock this process holds (by :func:`lake_id`), with the run it holds it for: that run, executed
+#: here while the lock is held (``kpi-lake sync``), must not wait for itself. Any other run still waits.
+_HELD_HERE: dict[str, str] = {}
 
 
-def held_by_this_process(root: str) -> bool:
-    return lake_id(root) in _HELD_HERE
+def held_by_this_process(root: str, run_id: str) -> bool:
+    return _HELD_HERE.get(lake_id(root)) == run_id
 
 
 class LakeLock:
@@ -168,10 +168,10 @@ class LakeLock:
                 next_report = waited + report_every
             time.sleep(min(pause, max(0.05, timeout - waited)))
             pause = min(pause * 1.5, 2.0)
-        _HELD_HERE.add(lake_id(self.root))
+        _HELD_HERE[lake_id(self.root)] = self.me.run_id
 
     def forget(self) -> None:
-        _HELD_HERE.discard(lake_id(self.root))
+        _HELD_HERE.pop(lake_id(self.root), None)
 
     @contextlib.contextmanager
     def held(self, timeout: float, on_wait: Callable[[Holder | None, float], None] = lambda *_: None):

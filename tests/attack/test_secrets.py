@@ -105,7 +105,7 @@ def council_db(postgres: str) -> str:
 def _env(lake: Path, landing: Path, home: Path, database: str, webhook: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     return {
         **clean,
         **SECRETS,
