@@ -52,9 +52,8 @@ class LakeLockedExecutor(Executor):
         root = lake_root()
         instance, run_id = plan_context.instance, plan_context.run_id
         instance.add_run_tags(run_id, run_tags(root))
-        if held_by_this_process(
-            root
-        ):  # `kpi-lake sync` holds it and runs the job here: no waiting for itself
+        # `kpi-lake sync` holds the lock for this very run and executes it here: no waiting for itself.
+        if held_by_this_process(root, run_id):
             yield DagsterEvent.engine_event(
                 plan_context, f"The lake lock is held by this process ({os.getpid()})", EngineEventData()
             )
