@@ -72,5 +72,13 @@ generate: setup
 sync: setup
 	$(BIN)/kpi-lake sync
 
+## bench: the performance benchmarks (not tests; minutes of both cores): education at 2M and 5M rows, the
+## nightly at 10M business-system rows, the SQL engines. Results are printed; see docs/BENCHMARKS.md.
+bench: setup
+	$(BIN)/python benchmarks/education_scale.py --rows 2000000
+	$(BIN)/python benchmarks/education_scale.py --rows 5000000
+	$(BIN)/python benchmarks/sync_scale.py --scale 200
+	$(BIN)/python benchmarks/sql_engine.py
+
 clean:
 	rm -rf lake .dagster_home

@@ -31,8 +31,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the landing zone and lake")
     args = parser.parse_args()
 
+    import dagster as dg
+
     from kpi_lake.sample_data import generate_landing
-    from tests.pipeline_helpers import local_resources, run_nightly
+    from pipelines import definitions
+    from tests.pipeline_helpers import local_resources
 
     work = Path(tempfile.mkdtemp(prefix="kpi-lake-bench-"))
     try:
@@ -42,10 +45,16 @@ def main() -> int:
         business_rows = sum(story.business_rows.values())
 
         resources = local_resources(work / "lake", work / "landing")
+        job = dg.Definitions(
+            assets=definitions.defs.assets, jobs=definitions.defs.jobs, resources=resources
+        ).resolve_job_def("nightly_sync")
+        # One instance for both runs, as in production: the rerun knows when each table was last reconciled
+        # in full (a fresh instance per run would make every rerun a full reconciliation).
+        instance = dg.DagsterInstance.ephemeral()
         timings = {}
         for label in ("first sync", "rerun, nothing new"):
             started = time.perf_counter()
-            result = run_nightly(resources, raise_on_error=False)
+            result = job.execute_in_process(instance=instance, raise_on_error=False)
             timings[label] = time.perf_counter() - started
             if not result.success:
                 print(f"{label}: FAILED", file=sys.stderr)

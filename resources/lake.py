@@ -361,6 +361,20 @@ class DeltaLake(dg.ConfigurableResource):
         )
         return surplus
 
+    def replace_partitions(
+        self, ref: TableRef, data: Frame, predicate: str, *, commit_metadata: dict[str, str] | None = None
+    ) -> TableState:
+        """Replace the partitions matching ``predicate`` (on partition columns) with ``data`` in one commit that
+        records ``commit_metadata`` (see :meth:`overwrite`); the table's other partitions are not touched."""
+        return self._write(
+            ref,
+            data,
+            mode="overwrite",
+            schema_mode="merge",
+            predicate=predicate,
+            commit_metadata=commit_metadata,
+        )
+
     def withdraw(self, ref: TableRef, bad_version: int, reason: str) -> TableState:
         """Take a version that failed a blocking check out of what readers see, in one new commit: back to
         the version before it, or, for a table's first version, no rows at all. The bad version stays in the

@@ -451,3 +451,48 @@ def test_a_large_table_is_validated_on_its_changed_rows(tmp_path: Path):
     assert failed["gx_sla_days_between"].sample == [{"request_id": 5001, "sla_days": 0}]
     # Uniqueness looks at every row, not only the changed ones: 42 was already there.
     assert failed["gx_request_id_unique"].unexpected_count == 2
+
+
+def test_a_table_too_large_for_pandas_is_sampled_row_by_row_and_aggregated_table_wide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from kpi_lake.quality import validate
+
+    monkeypatch.setattr(validate, "FULL_COPY_MAX_ROWS", 1000)
+    monkeypatch.setattr(validate, "SAMPLE_ROWS", 500)
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    ref = TableRef("silver", "business_systems", "service_requests")
+    suite = parse_suite(
+        {
+            "table": ref.path,
+            "columns": {"request_id": "int", "sla_days": "int"},
+            "sample_columns": ["request_id"],
+            "freshness": False,
+            "expectations": [
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "sla_days", "min_value": 1},
+                },
+                {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "request_id"}},
+                {
+                    "type": "expect_table_row_count_to_be_between",
+                    "kwargs": {"min_value": 1, "max_value": 4000},
+                },
+            ],
+        },
+        "service_requests.yml",
+        content_hash="sample-test",
+    )
+    # Row 0 (in the sample: every 10th row from the first) breaks the row rule; 4321 appears twice.
+    ids = [*range(4999), 4321]
+    lake.overwrite(ref, pl.DataFrame({"request_id": ids, "sla_days": [0] + [5] * 4999}))
+    report = validate.validate_table(lake, suite, "run-1")
+    assert report.rows_validated == 500
+    assert "a sample of 500 of 5000 rows" in report.validated_scope
+    failed = {o.name: o for o in report.failures()}
+    assert set(failed) == {"gx_sla_days_between", "gx_request_id_unique", "gx_row_count"}
+    assert failed["gx_sla_days_between"].sample == [{"request_id": 0, "sla_days": 0}]
+    unique = failed["gx_request_id_unique"]
+    assert unique.unexpected_count == 2 and unique.element_count == 5000
+    assert "polars aggregates" in unique.message
+    assert failed["gx_row_count"].observed_value == 5000

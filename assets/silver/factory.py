@@ -1,6 +1,8 @@
 """Build a silver asset from a spec: read bronze lazily, conform with a pure function, write table + quarantine."""
 
 import inspect
+import json
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +14,26 @@ from kpi_lake.conform import Conformed
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake, data_version
 from resources.landing import LandingZone
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """How a large silver table is built in bounded memory, and rebuilt only where its inputs changed.
+
+    The table is made of units (EES publications, say), each conformed from its own source files and held
+    in its own partitions. ``units`` takes the inputs (as ``conform`` does) and gives each unit a digest of
+    the files it comes from; ``run`` conforms the units named (all when None), handing the rows to ``sink``
+    slice by slice, and returns the quarantine rows. A rerun rebuilds only the units whose digest changed
+    (a ``replace_where`` on their partitions), unless the conform code changed.
+    """
+
+    units: Callable[..., dict[str, str]]
+    run: Callable[..., pl.DataFrame]
+    schema: dict[str, pl.DataType]
+    unit_column: str
+    #: The unit a quarantine row belongs to, from its ``source_file``.
+    unit_of_file: Callable[[pl.Expr], pl.Expr]
+    partition_by: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -31,10 +53,121 @@ class SilverTable:
     #: Set when the source holds personal data: the quarantine keeps only its allow-listed fields, the rows
     #: only the documented ``columns``, and pseudonyms are keyed (``conform`` then takes ``key=``).
     personal: personal_data.PersonalSource | None = None
+    #: Set for tables too large to conform in memory: conformed in slices and partitioned (see
+    #: :class:`Streamed`); ``conform`` stays the in-memory form of the same rows, for tests.
+    streamed: Streamed | None = None
 
     @property
     def quarantine_ref(self) -> TableRef:
         return TableRef(self.ref.layer, self.ref.source, f"{self.ref.table}_quarantine")
+
+
+UNITS = "units"
+
+
+def _build_streamed(
+    context: dg.AssetExecutionContext,
+    lake: DeltaLake,
+    spec: SilverTable,
+    inputs: dict[str, pl.LazyFrame | None],
+    built_from: str,
+) -> Iterator[dg.MaterializeResult]:
+    """Conform in slices to local Parquet, then write the table in one commit: the whole table, or only the
+    partitions of the units whose source files changed. Memory is bounded by a slice, not the table."""
+    streamed = spec.streamed
+    assert streamed is not None
+    units = streamed.units(**inputs)
+    previous = lake.last_commit_metadata(spec.ref)
+    previous_units = json.loads(previous.get(f"kpi_lake.{UNITS}", "null"))
+    same_code = _code_of(previous.get(f"kpi_lake.{rebuild.BUILT_FROM}")) == _code_of(built_from)
+    incremental = (
+        previous_units is not None
+        and same_code
+        and lake.exists(spec.quarantine_ref)
+        and tuple(lake.delta_table(spec.ref).metadata().partition_columns) == streamed.partition_by
+    )
+    if incremental:
+        changed = sorted(u for u, digest in units.items() if previous_units.get(u) != digest)
+        removed = sorted(u for u in previous_units if u not in units)
+        if not changed and not removed:
+            context.log.info(f"{spec.ref}: new input versions, but no {streamed.unit_column} changed")
+            for ref in (spec.ref, spec.quarantine_ref):
+                yield dg.MaterializeResult(
+                    asset_key=ref.key_path, metadata=lake.state(ref, operation="unchanged").to_metadata()
+                )
+            return
+        context.log.info(
+            f"{spec.ref}: rebuilding {streamed.unit_column} {', '.join(changed) or '-'}"
+            + (f"; removing {', '.join(removed)}" if removed else "")
+        )
+    with tempfile.TemporaryDirectory(prefix="kpi-lake-silver-") as folder:
+        parts: list[str] = []
+
+        def sink(frame: pl.DataFrame) -> None:
+            path = f"{folder}/part-{len(parts):05d}.parquet"
+            frame.write_parquet(path)
+            parts.append(path)
+
+        quarantine = streamed.run(sink, units=changed if incremental else None, **inputs)
+        rows = pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=streamed.schema)
+        _refuse_duplicate_keys(spec, rows)
+        if incremental:
+            redone = [*changed, *removed]
+            kept = lake.scan(spec.quarantine_ref).filter(
+                ~streamed.unit_of_file(pl.col("source_file")).is_in(redone)
+            )
+            quarantine = pl.concat([kept.collect(), quarantine], how="vertical_relaxed").sort(
+                "source_file", "source_row", "column", nulls_last=True
+            )
+        # The quarantine first, the table last: the table's commit records what it was built from.
+        quarantine_state = lake.overwrite(spec.quarantine_ref, quarantine)
+        record = {rebuild.BUILT_FROM: built_from, UNITS: json.dumps(units, sort_keys=True)}
+        if incremental:
+            listed = ", ".join("'" + u.replace("'", "''") + "'" for u in redone)
+            state = lake.replace_partitions(
+                spec.ref, rows, f"{streamed.unit_column} IN ({listed})", commit_metadata=record
+            )
+        else:
+            state = lake.overwrite(
+                spec.ref, rows, partition_by=list(streamed.partition_by), commit_metadata=record
+            )
+    if quarantine.height:
+        context.log.warning(f"{spec.ref}: {quarantine.height} rows in quarantine")
+    yield dg.MaterializeResult(
+        asset_key=spec.ref.key_path,
+        metadata={
+            **state.to_metadata(),
+            "quarantined_rows": quarantine.height,
+            f"{streamed.unit_column}_rebuilt": len(changed) if incremental else len(units),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata()
+    )
+
+
+def _code_of(built_from: str | None) -> str | None:
+    return json.loads(built_from).get("code") if built_from else None
+
+
+def _refuse_duplicate_keys(spec: SilverTable, rows: pl.LazyFrame) -> None:
+    """Fail when the key is not unique, comparing key hashes (streamed) and then the keys that share one."""
+    if not spec.primary_key:
+        return
+    key = list(spec.primary_key)
+    hashed = pl.struct(key).hash(seed=7).alias("_key_hash")
+    shared = (
+        rows.select(hashed).group_by("_key_hash").len().filter(pl.col("len") > 1).collect(engine="streaming")
+    )
+    if shared.height == 0:
+        return
+    candidates = rows.filter(hashed.is_in(shared["_key_hash"].implode())).select(key).collect()
+    duplicates = candidates.group_by(key).len().filter(pl.col("len") > 1)
+    if duplicates.height:
+        raise dg.Failure(
+            f"{spec.ref}: key ({', '.join(key)}) is not unique, e.g. "
+            f"{duplicates.head(3).drop('len').to_dicts()}; the table was not written"
+        )
 
 
 def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
@@ -110,6 +243,9 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         missing = [name for name, frame in inputs.items() if frame is None]
         if missing:
             context.log.warning(f"{spec.ref}: no table yet for {', '.join(missing)}; conforming without it")
+        if spec.streamed is not None:
+            yield from _build_streamed(context, lake, spec, inputs, built_from)
+            return
         conformed = spec.conform(**inputs, **keyed)
         rows = conformed.rows
         if spec.personal is not None:

@@ -1,8 +1,20 @@
 """Silver open data: DESNZ emissions, DfE education statistics and comparator benchmarks, conformed."""
 
-from assets.silver.factory import SilverTable
+import polars as pl
+
+from assets.silver.factory import SilverTable, Streamed
 from kpi_lake.conform.benchmarks import BENCHMARK_KEY, BENCHMARKS, INDICATOR_FILES, conform_benchmarks
-from kpi_lake.conform.education import EDUCATION, EDUCATION_KEY, EES_DATA, EES_METADATA, conform_education
+from kpi_lake.conform.bronze_rows import file_stem
+from kpi_lake.conform.education import (
+    EDUCATION,
+    EDUCATION_KEY,
+    EDUCATION_SCHEMA,
+    EES_DATA,
+    EES_METADATA,
+    conform_education,
+    education_publications,
+    stream_education,
+)
 from kpi_lake.conform.emissions import CO2_WIDE, EMISSIONS, EMISSIONS_KEY, GHG_LONG, conform_emissions
 
 EMISSIONS_COLUMNS = {
@@ -53,6 +65,24 @@ EDUCATION_COLUMNS = {
     "source_file": "Landed file (path below the landing zone).",
     "source_row": "Row of the landed file.",
 }
+
+
+def _stream_education(
+    sink, units=None, ees_data: pl.LazyFrame | None = None, ees_metadata: pl.LazyFrame | None = None
+) -> pl.DataFrame:
+    return stream_education(ees_data, ees_metadata, sink, publications=units)
+
+
+#: Education is conformed in slices and partitioned by publication and period: a 5-million-row school-level
+#: file fits in a few GB, and a new or corrected file rewrites only its publication's partitions.
+EDUCATION_STREAMED = Streamed(
+    units=education_publications,
+    run=_stream_education,
+    schema=EDUCATION_SCHEMA,
+    unit_column="publication",
+    unit_of_file=file_stem,
+    partition_by=("publication", "time_period"),
+)
 
 BENCHMARK_COLUMNS = {
     "geography_code": "ONS code of the area compared.",
@@ -129,6 +159,7 @@ SILVER_TABLES = [
         ),
         columns=EDUCATION_COLUMNS,
         primary_key=EDUCATION_KEY,
+        streamed=EDUCATION_STREAMED,
     ),
     SilverTable(
         ref=BENCHMARKS,

@@ -9,19 +9,23 @@ mostly numbers or suppression symbols is an indicator and any other is a filter.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Collection, Iterator
+
 import polars as pl
 
-from kpi_lake.conform import Conformed
+from kpi_lake.conform import Conformed, empty_quarantine
 from kpi_lake.conform.bronze_rows import (
     PROBLEM_COLUMN,
     PROBLEM_REASON,
+    PROBLEM_SCHEMA,
     PROBLEM_VALUE,
     ROW_ID,
     Check,
-    data_columns,
     file_stem,
     filled_columns,
     find_problems,
+    has_text,
     keep_first,
     load_bronze,
     malformed_row,
@@ -38,7 +42,15 @@ from kpi_lake.conform.parsing import (
     suppression_code,
     unparseable_number,
 )
-from kpi_lake.raw_files import DECIMAL_MARK, SOURCE_FILE, SOURCE_ROW, normalise_column_names
+from kpi_lake.raw_files import (
+    DECIMAL_MARK,
+    EXTRA_FIELDS,
+    PARSE_ISSUE,
+    SOURCE_FILE,
+    SOURCE_HASH,
+    SOURCE_ROW,
+    normalise_column_names,
+)
 from kpi_lake.tables import TableRef
 
 EDUCATION = TableRef("silver", "open_data", "education")
@@ -144,87 +156,166 @@ _PERIOD_TABLE = pl.DataFrame(
 )
 
 
+#: Bronze rows conformed at a time. Memory is bounded by this, not by the file: silver of a 2-million-row
+#: school-level EES file peaks at 1.3 GB, conformed in twenty slices, each written before the next is read.
+ROWS_PER_BATCH = 100_000
+
+
 def conform_education(
     ees_data: pl.LazyFrame | None = None, ees_metadata: pl.LazyFrame | None = None
 ) -> Conformed:
-    """Every indicator cell of every EES file as a row: period, geography, filters (JSON), value, unit."""
-    bronze = load_bronze(ees_data, lineage={DECIMAL_MARK: pl.String()}).with_columns(
-        file_stem().alias("_publication")
+    """Every indicator cell of every EES file as a row: period, geography, filters (JSON), value, unit.
+
+    The whole table in memory, sorted: for tests and small landings. The silver asset streams the same rows
+    with :func:`stream_education`.
+    """
+    parts: list[pl.DataFrame] = []
+    quarantined = stream_education(ees_data, ees_metadata, parts.append)
+    if not parts:
+        return Conformed(pl.DataFrame(schema=EDUCATION_SCHEMA), quarantined)
+    rows = pl.concat(parts).sort(
+        "publication", "time_period", "geographic_level", "geography_code", "filters", "indicator"
     )
-    if bronze.height == 0:
-        return Conformed(pl.DataFrame(schema=EDUCATION_SCHEMA))
-    filled = filled_columns(bronze)
+    return Conformed(rows, quarantined)
+
+
+def education_publications(
+    ees_data: pl.LazyFrame | None, ees_metadata: pl.LazyFrame | None = None
+) -> dict[str, str]:
+    """Each publication (file stem) with a digest of the files it is conformed from (data and .meta.csv
+    files, by name and content hash): a publication whose digest is unchanged has the same silver rows."""
+    parts = []
+    for frame in (ees_data, ees_metadata):
+        if frame is None:
+            continue
+        names = frame.collect_schema().names()
+        content = pl.col(SOURCE_HASH) if SOURCE_HASH in names else pl.lit("")
+        parts.append(frame.select(pl.col(SOURCE_FILE), content.cast(pl.String).alias("_hash")).unique())
+    if not parts:
+        return {}
+    files = (
+        pl.concat(parts)
+        .unique()
+        .with_columns(file_stem().alias("_publication"))
+        .sort("_publication", SOURCE_FILE, "_hash")
+        .collect()
+    )
+    return {
+        publication: hashlib.sha256(
+            "\n".join(f"{f}\t{h}" for f, h in zip(group[SOURCE_FILE], group["_hash"], strict=True)).encode()
+        ).hexdigest()[:16]
+        for (publication,), group in files.group_by("_publication", maintain_order=True)
+    }
+
+
+def stream_education(
+    ees_data: pl.LazyFrame | None,
+    ees_metadata: pl.LazyFrame | None,
+    sink: Callable[[pl.DataFrame], None],
+    *,
+    publications: Collection[str] | None = None,
+    rows_per_batch: int = ROWS_PER_BATCH,
+) -> pl.DataFrame:
+    """Conform EES files slice by slice: each slice's rows (typed, ``EDUCATION_SCHEMA``) go to ``sink`` as
+    they are made, and the quarantine rows (file, row, column, reason) are returned at the end.
+
+    The facts that need a whole file are computed first, by streaming aggregates that never hold the file:
+    which columns each file fills, whether its last row was cut short, which columns are indicators (mostly
+    numbers, or the .meta.csv says so), and which rows share a key (period, geography, filters). Only the
+    cells of rows sharing a key are held back to the end, to keep the first of each key (by file and row).
+    ``publications`` limits the work to those publications (file stems).
+    """
+    if ees_data is None:
+        return empty_quarantine()
+    schema = ees_data.collect_schema()
+    data = [c for c in schema.names() if not c.startswith("_")]
+    lineage = {**_LINEAGE, DECIMAL_MARK: pl.String()}
+    base = (
+        ees_data.select(
+            [pl.col(c).cast(pl.String) for c in data]
+            + [(pl.col(c) if c in schema else pl.lit(None)).cast(t).alias(c) for c, t in lineage.items()]
+        )
+        .filter(pl.any_horizontal(has_text(c) for c in data) if data else pl.lit(True))
+        .with_columns(file_stem().alias("_publication"))
+    )
+    if publications is not None:
+        base = base.filter(pl.col("_publication").is_in(list(publications)))
+
+    facts = _file_facts(base, data)
+    if facts.height == 0:
+        return empty_quarantine()
+    filled = {
+        row[SOURCE_FILE]: {c for c in data if row[f"_filled_{c}"] > 0} for row in facts.iter_rows(named=True)
+    }
     require_in_files(
         filled, [("time_period",), ("time_identifier",), ("geographic_level",)], what=str(EES_DATA)
     )
-
-    row_problems = find_problems(bronze, _row_checks(bronze))
-    rows = _typed_rows(bronze.join(row_problems, on=ROW_ID, how="anti"))
-
-    value_columns = [c for c in data_columns(bronze) if c not in STANDARD_COLUMNS]
-    cells = (
-        bronze.lazy()
-        .join(row_problems.lazy(), on=ROW_ID, how="anti")
-        .unpivot(
-            index=[ROW_ID, SOURCE_FILE, "_publication", DECIMAL_MARK],
-            on=value_columns,
-            variable_name="indicator",
-            value_name="_text",
-        )
-        .with_columns(clean_text("_text").alias("_text"))
-        .filter(pl.col("_text").is_not_null())  # a file's cells only: other files' columns are null here
+    base = _flag_cut_short(base, facts, data)
+    checks = _row_checks(data)
+    problem = pl.any_horizontal(check.failed.fill_null(False) for check in checks)
+    value_columns = [c for c in data if c not in STANDARD_COLUMNS]
+    kinds = _column_kinds(base.filter(~problem), value_columns, _metadata(ees_metadata))
+    filters = _filters_json(kinds)
+    row_key = pl.struct("_publication", *_row_key_parts(data), filters).hash(seed=_KEY_SEED).alias("_row_key")
+    shared = (
+        base.filter(~problem)
+        .select(row_key)
+        .group_by("_row_key")
+        .len()
+        .filter(pl.col("len") > 1)
+        .select("_row_key")
         .collect()
-    )
-    kinds = _column_kinds(cells, _metadata(ees_metadata))
-    cells = cells.join(kinds, on=[SOURCE_FILE, "indicator"], how="left")
+    )["_row_key"]
 
-    indicators = cells.filter(pl.col("_kind") == "indicator")
-    mark = pl.col(DECIMAL_MARK)
-    bad_cells = indicators.filter(unparseable_number("_text", mark) | _out_of_range(mark)).with_columns(
-        pl.when(non_finite_number("_text"))
-        .then(pl.lit("indicator value is NaN or infinite: not a value"))
-        .when(unparseable_number("_text", mark))
-        .then(pl.lit("indicator value is not a number or a suppression symbol"))
-        .when(_percentage())
-        .then(pl.format("a percentage outside 0-100 (unit {})", pl.col("unit").fill_null("% by its name")))
-        .otherwise(pl.lit("a count below zero"))
-        .alias("_reason")
-    )
-    cell_problems = bad_cells.select(
-        ROW_ID,
-        pl.col("indicator").alias(PROBLEM_COLUMN),
-        pl.col("_text").alias(PROBLEM_VALUE),
-        pl.col("_reason").alias(PROBLEM_REASON),
-    )
-    values = (
-        indicators.join(bad_cells.select(ROW_ID, "indicator"), on=[ROW_ID, "indicator"], how="anti")
-        .join(_filters_json(cells), on=ROW_ID, how="left")
-        .join(rows, on=ROW_ID, how="inner")
-        .with_columns(
-            pl.col("filters").fill_null("{}"),
-            parse_number("_text", mark).alias("value"),
-            suppression_code("_text").alias("suppression_code"),
-            pl.col("_publication").alias("publication"),
+    indicator_kinds = kinds.filter(pl.col("_kind") == "indicator")
+    quarantined: list[pl.DataFrame] = []
+    contested: list[pl.DataFrame] = []
+    contested_bronze: list[pl.DataFrame] = []
+    next_row_id = 0
+    for selection in _slices(facts, rows_per_batch):
+        chunk = base.filter(selection).collect().with_row_index(ROW_ID, offset=next_row_id)
+        next_row_id += chunk.height
+        row_problems = find_problems(chunk, checks)
+        good = chunk.join(row_problems, on=ROW_ID, how="anti").with_columns(filters, row_key)
+        values, cell_problems = _cells(good, indicator_kinds, value_columns)
+        quarantined.append(
+            quarantine_problems(
+                chunk.drop("_publication"),
+                [row_problems, cell_problems],
+                source_table=EES_DATA.path,
+                filled=filled,
+            )
         )
-    )
-    values, duplicates = keep_first(
-        values,
-        list(EDUCATION_KEY),
-        order=[SOURCE_FILE, SOURCE_ROW],
-        what="publication, period, geography, filters and indicator",
-        column=pl.col("indicator"),
-    )
-    values = values.rename({SOURCE_FILE: "source_file", SOURCE_ROW: "source_row"}).sort(
-        "publication", "time_period", "geographic_level", "geography_code", "filters", "indicator"
-    )
-    return Conformed(
-        typed_frame(values, EDUCATION_SCHEMA),
-        quarantine_problems(
-            bronze.drop("_publication"),
-            [row_problems, cell_problems, duplicates],
-            source_table=EES_DATA.path,
-            filled=filled,
-        ),
+        held = pl.col("_row_key").is_in(shared.implode())
+        if shared.len() and values.height:
+            contested.append(values.filter(held))
+            contested_bronze.append(chunk.join(good.filter(held).select(ROW_ID), on=ROW_ID, how="semi"))
+            values = values.filter(~held)
+        if values.height:
+            sink(_finished(values))
+    if contested:
+        values, duplicates = keep_first(
+            pl.concat(contested),
+            list(EDUCATION_KEY),
+            order=[SOURCE_FILE, SOURCE_ROW],
+            what="publication, period, geography, filters and indicator",
+            column=pl.col("indicator"),
+        )
+        if values.height:
+            sink(_finished(values))
+        quarantined.append(
+            quarantine_problems(
+                pl.concat(contested_bronze).drop("_publication"),
+                [duplicates],
+                source_table=EES_DATA.path,
+                filled=filled,
+            )
+        )
+    found = [q for q in quarantined if q.height]
+    if not found:
+        return empty_quarantine()
+    return pl.concat(found, how="vertical_relaxed").sort(
+        "source_file", "source_row", "column", nulls_last=True
     )
 
 
@@ -252,7 +343,7 @@ def _out_of_range(mark: pl.Expr) -> pl.Expr:
     return (_percentage() & ((value > 100) | (value < 0)) | (count & (value < 0))).fill_null(False)
 
 
-def _row_checks(bronze: pl.DataFrame) -> list[Check]:
+def _row_checks(columns: list[str]) -> list[Check]:
     level = clean_text("geographic_level").str.to_lowercase()
     return [
         malformed_row(),
@@ -265,7 +356,7 @@ def _row_checks(bronze: pl.DataFrame) -> list[Check]:
             "geographic level not known to the EES standards this conformer follows: add it to GEOGRAPHY_COLUMNS",
         ),
         Check(
-            _geography("code", bronze.columns).is_null(),
+            _geography("code", columns).is_null(),
             None,
             pl.format("no geography code for a {} row", clean_text("geographic_level")),
         ),
@@ -367,52 +458,247 @@ def _metadata(ees_metadata: pl.LazyFrame | None) -> pl.DataFrame:
     )
 
 
-def _column_kinds(cells: pl.DataFrame, metadata: pl.DataFrame) -> pl.DataFrame:
-    """Per file and column: indicator or filter, and its label and unit from the meta file when there is one."""
-    text = pl.col("_text").str.to_lowercase()
-    number_like = (
-        parse_number("_text").is_not_null()
-        | text.is_in(list(SUPPRESSION_CODES))
-        | text.is_in(list(MISSING_TEXT))
-    )
+_KEY_SEED = 20261126
+_LINEAGE: dict[str, pl.DataType] = {
+    SOURCE_FILE: pl.String(),
+    SOURCE_ROW: pl.Int64(),
+    PARSE_ISSUE: pl.String(),
+    EXTRA_FIELDS: pl.String(),
+    DECIMAL_MARK: pl.String(),
+}
+#: A file's last row is called cut short only when at least this many other rows fill what it leaves empty.
+_CUT_SHORT_EVIDENCE = 5
+
+
+def _row_key_parts(columns: list[str]) -> list[pl.Expr]:
+    """The row's part of the table's key besides publication and filters: period and place."""
+    return [
+        clean_text("time_period").alias("time_period"),
+        clean_text("time_identifier").alias("time_identifier"),
+        clean_text("geographic_level").alias("geographic_level"),
+        _geography("code", columns).alias("geography_code"),
+    ]
+
+
+def _file_facts(base: pl.LazyFrame, data: list[str]) -> pl.DataFrame:
+    """Per file, in one streaming pass: its rows, its last row, and how many rows fill each column."""
     return (
-        cells.lazy()
-        .group_by(SOURCE_FILE, "_publication", "indicator")
-        .agg(_mostly_numbers=(number_like.sum() * 2 > pl.len()))
-        .join(metadata.lazy(), on=["_publication", "indicator"], how="left")
+        base.group_by(SOURCE_FILE)
+        .agg(
+            pl.len().alias("_rows"),
+            pl.col(SOURCE_ROW).min().alias("_first_row"),
+            pl.col(SOURCE_ROW).max().alias("_last_row"),
+            *(has_text(c).sum().alias(f"_filled_{c}") for c in data),
+        )
+        .collect(engine="streaming")
+    )
+
+
+def _slices(facts: pl.DataFrame, rows: int) -> Iterator[pl.Expr]:
+    """Filters that cut the bronze rows into slices of about ``rows``: small files together, a large file by
+    ranges of its rows (each slice is read on its own, so only one is in memory at a time)."""
+    group: list[str] = []
+    held = 0
+    for file, count, first, last in (
+        facts.sort(SOURCE_FILE).select(SOURCE_FILE, "_rows", "_first_row", "_last_row").iter_rows()
+    ):
+        if count <= rows:
+            group.append(file)
+            held += count
+            if held >= rows:
+                yield pl.col(SOURCE_FILE).is_in(group)
+                group, held = [], 0
+            continue
+        for start in range(first, last + 1, rows):
+            yield (pl.col(SOURCE_FILE) == file) & pl.col(SOURCE_ROW).is_between(start, start + rows - 1)
+    if group:
+        yield pl.col(SOURCE_FILE).is_in(group)
+
+
+def _flag_cut_short(base: pl.LazyFrame, facts: pl.DataFrame, data: list[str]) -> pl.LazyFrame:
+    """Flag (in ``_parse_issue``) a file's last row that leaves empty columns every other row fills.
+
+    The reader already flags a last row with too few fields (a cut mid-field); a cut right after a
+    delimiter leaves the field count whole and only shows as cells missing where every other row has one.
+    It needs at least ``_CUT_SHORT_EVIDENCE`` other rows: in a smaller file a blank last cell is as likely
+    to be meant.
+    """
+    if not data:
+        return base
+    last_rows = base.join(
+        facts.lazy(), left_on=[SOURCE_FILE, SOURCE_ROW], right_on=[SOURCE_FILE, "_last_row"]
+    )
+    empty = [
+        pl.when(
+            ~has_text(c)
+            & (pl.col(f"_filled_{c}") == pl.col("_rows") - 1)
+            & (pl.col("_rows") > _CUT_SHORT_EVIDENCE)
+        ).then(pl.lit(c))
+        for c in data
+    ]
+    cut = (
+        last_rows.select(
+            SOURCE_FILE, SOURCE_ROW, pl.concat_list(empty).list.drop_nulls().list.join(", ").alias("_empty")
+        )
+        .filter(pl.col("_empty") != "")
+        .select(
+            SOURCE_FILE,
+            SOURCE_ROW,
+            pl.format(
+                "the file's last row ends early ({} empty, though every other row fills them): the file "
+                "looks truncated",
+                "_empty",
+            ).alias("_cut_short"),
+        )
+        .collect()
+    )
+    if cut.height == 0:
+        return base
+    return (
+        base.join(cut.lazy(), on=[SOURCE_FILE, SOURCE_ROW], how="left")
+        .with_columns(pl.coalesce(PARSE_ISSUE, "_cut_short").alias(PARSE_ISSUE))
+        .drop("_cut_short")
+    )
+
+
+def _column_kinds(rows: pl.LazyFrame, value_columns: list[str], metadata: pl.DataFrame) -> pl.DataFrame:
+    """Per file and column: indicator or filter, and its label and unit from the meta file when there is one.
+
+    Counted in one streaming pass over the file's good rows: a column whose filled cells are mostly numbers
+    (or suppression and missing-value symbols) is an indicator, unless the meta file says otherwise.
+    """
+    schema = {SOURCE_FILE: pl.String, "indicator": pl.String, "_kind": pl.String, "label": pl.String,
+              "unit": pl.String}  # fmt: skip
+    if not value_columns:
+        return pl.DataFrame(schema=schema)
+    counts = []
+    for column in value_columns:
+        text = clean_text(column)
+        lowered = text.str.to_lowercase()
+        number_like = (
+            parse_number(text).is_not_null()
+            | lowered.is_in(list(SUPPRESSION_CODES))
+            | lowered.is_in(list(MISSING_TEXT))
+        )
+        counts += [
+            text.is_not_null().sum().alias(f"_cells_{column}"),
+            (text.is_not_null() & number_like).sum().alias(f"_numbers_{column}"),
+        ]
+    per_file = rows.group_by(SOURCE_FILE, "_publication").agg(counts).collect(engine="streaming")
+    long = pl.concat(
+        [
+            per_file.select(
+                SOURCE_FILE,
+                "_publication",
+                pl.lit(column).alias("indicator"),
+                pl.col(f"_cells_{column}").alias("_cells"),
+                pl.col(f"_numbers_{column}").alias("_numbers"),
+            )
+            for column in value_columns
+        ]
+    ).filter(pl.col("_cells") > 0)
+    return (
+        long.join(metadata, on=["_publication", "indicator"], how="left")
         .select(
             SOURCE_FILE,
             "indicator",
             pl.when(pl.col("_meta_kind").is_in(["indicator", "filter"]))
             .then(pl.col("_meta_kind"))
-            .when(pl.col("_mostly_numbers"))
+            .when(pl.col("_numbers") * 2 > pl.col("_cells"))
             .then(pl.lit("indicator"))
             .otherwise(pl.lit("filter"))
             .alias("_kind"),
             "label",
             "unit",
         )
-        .collect()
+        .cast(schema)
     )
 
 
-def _filters_json(cells: pl.DataFrame) -> pl.DataFrame:
+def _filters_json(kinds: pl.DataFrame) -> pl.Expr:
     """Each row's filter columns and values as one JSON object, keys sorted: '{"school_type":"Special"}'.
 
     A JSON string rather than a struct: every publication has its own filters, so a struct would be the
     union of all of them (mostly null, changing shape with each new file), while one text column stays the
-    same type, works in the table's key and reads in Power BI and SQL with their JSON functions.
+    same type, works in the table's key and reads in Power BI and SQL with their JSON functions. Built per
+    row from the filter columns (no unpivot), so it streams.
     """
-    # json_encode of a one-field struct escapes the value exactly as JSON wants; keep just the value part.
-    escaped = (
-        pl.struct(v=pl.col("_text")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
-    )
-    pair = pl.format('"{}":{}', pl.col("indicator"), escaped)
-    return (
-        cells.lazy()
-        .filter(pl.col("_kind") == "filter")
-        .group_by(ROW_ID)
-        .agg(pair.sort_by(pl.col("indicator")).str.join(",").alias("filters"))
-        .select(ROW_ID, pl.concat_str(pl.lit("{"), "filters", pl.lit("}")).alias("filters"))
+    filter_files: dict[str, list[str]] = {}
+    indicator_somewhere: set[str] = set()
+    for file, column, kind in kinds.select(SOURCE_FILE, "indicator", "_kind").iter_rows():
+        if kind == "filter":
+            filter_files.setdefault(column, []).append(file)
+        else:
+            indicator_somewhere.add(column)
+    pairs = []
+    for column in sorted(filter_files):
+        text = clean_text(column)
+        # json_encode of a one-field struct escapes the value exactly as JSON wants; keep just the value.
+        escaped = pl.struct(v=text).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
+        present = text.is_not_null()
+        if column in indicator_somewhere:  # a filter in some files only: the others' cells are indicators
+            present = present & pl.col(SOURCE_FILE).is_in(sorted(filter_files[column]))
+        pairs.append(pl.when(present).then(pl.format('"{}":{}', pl.lit(column), escaped)))
+    if not pairs:
+        return pl.lit("{}").alias("filters")
+    return pl.concat_str(
+        [pl.lit("{"), pl.concat_str(pairs, separator=",", ignore_nulls=True), pl.lit("}")]
+    ).alias("filters")
+
+
+def _cells(
+    good: pl.DataFrame, indicators: pl.DataFrame, value_columns: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The indicator cells of a slice's good rows as long rows (with their row's period, place and filters),
+    and the cells that are no value (not a number, NaN, a percentage outside 0-100, a negative count)."""
+    wanted = set(indicators["indicator"])
+    on = [c for c in value_columns if c in wanted]
+    if good.height == 0 or not on:
+        return pl.DataFrame(), pl.DataFrame(schema=PROBLEM_SCHEMA)
+    cells = (
+        good.lazy()
+        .unpivot(
+            index=[ROW_ID, SOURCE_FILE, "_publication", DECIMAL_MARK],
+            on=on,
+            variable_name="indicator",
+            value_name="_text",
+        )
+        .with_columns(clean_text("_text").alias("_text"))
+        .filter(pl.col("_text").is_not_null())  # a file's cells only: other files' columns are null here
+        .join(indicators.lazy(), on=[SOURCE_FILE, "indicator"], how="inner")
         .collect()
+    )
+    mark = pl.col(DECIMAL_MARK)
+    bad_cells = cells.filter(unparseable_number("_text", mark) | _out_of_range(mark)).with_columns(
+        pl.when(non_finite_number("_text"))
+        .then(pl.lit("indicator value is NaN or infinite: not a value"))
+        .when(unparseable_number("_text", mark))
+        .then(pl.lit("indicator value is not a number or a suppression symbol"))
+        .when(_percentage())
+        .then(pl.format("a percentage outside 0-100 (unit {})", pl.col("unit").fill_null("% by its name")))
+        .otherwise(pl.lit("a count below zero"))
+        .alias("_reason")
+    )
+    cell_problems = bad_cells.select(
+        ROW_ID,
+        pl.col("indicator").alias(PROBLEM_COLUMN),
+        pl.col("_text").alias(PROBLEM_VALUE),
+        pl.col("_reason").alias(PROBLEM_REASON),
+    )
+    values = (
+        cells.join(bad_cells.select(ROW_ID, "indicator"), on=[ROW_ID, "indicator"], how="anti")
+        .join(good.select(ROW_ID, "filters", "_row_key"), on=ROW_ID, how="left")
+        .join(_typed_rows(good), on=ROW_ID, how="inner")
+        .with_columns(
+            parse_number("_text", mark).alias("value"),
+            suppression_code("_text").alias("suppression_code"),
+            pl.col("_publication").alias("publication"),
+        )
+    )
+    return values, cell_problems
+
+
+def _finished(values: pl.DataFrame) -> pl.DataFrame:
+    return typed_frame(
+        values.rename({SOURCE_FILE: "source_file", SOURCE_ROW: "source_row"}), EDUCATION_SCHEMA
     )

@@ -96,7 +96,11 @@ def validate_table(
             )
             say(f"{ref}: validating {scope} with Great Expectations")
             gx_started = time.perf_counter()
+            computed = {b.label: b for b in batches if b.label == _POLARS}
+            batches = [b for b in batches if b.label != _POLARS]
             gx_outcomes, gx_results = _run_gx(suite, batches, run_id, now)
+            if computed:
+                gx_outcomes.update(_polars_outcomes(computed[_POLARS], state.row_count))
             gx_seconds = time.perf_counter() - gx_started
             outcomes += [gx_outcomes[e.name] for e in suite.gx_expectations]
     for expectation in suite.relationships:
@@ -275,6 +279,8 @@ def _plan(
         baseline = _passing_baseline(previous, _inputs_version(lookup_versions))
         if baseline is not None:
             changed = _rows_added_since(lake, suite, version, int(baseline["delta_version"]))
+    if changed is None and rows > FULL_COPY_MAX_ROWS:
+        return _plan_large(suite, frame, rows)
     if changed is None:
         whole = frame.collect()
         return [_Batch("all_rows", whole, expectations)], whole.height, f"all {whole.height} rows"
@@ -290,6 +296,103 @@ def _plan(
         f"(run {baseline['run_id'][:8]}); table-wide expectations on all rows"
     )
     return batches, changed.height, scope
+
+
+#: Beyond this many rows, a table with no changed slice to validate is not copied whole into pandas for GX.
+FULL_COPY_MAX_ROWS = 2_000_000
+#: Rows GX is given, at most, for the row-by-row expectations of a large table with no changed slice to
+#: validate (its first build, a rebuild): every n-th row, so a pandas copy of the whole table is never made.
+SAMPLE_ROWS = 250_000
+#: Table-wide expectations computed with polars aggregates on every row of a large table, not by GX.
+POLARS_COMPUTED = frozenset(
+    {
+        "expect_compound_columns_to_be_unique",
+        "expect_column_values_to_be_unique",
+        "expect_table_row_count_to_be_between",
+    }
+)
+_POLARS = "polars_aggregates"
+
+
+def _plan_large(suite: Suite, frame: pl.LazyFrame, rows: int) -> tuple[list[_Batch], int, str]:
+    """A large table without a changed slice: row-by-row expectations on a bounded, evenly spread sample;
+    uniqueness and row count from polars aggregates over every row (streamed); any other table-wide
+    expectation on every row of just its columns."""
+    expectations = suite.gx_expectations
+    row_level = [e for e in expectations if e.scope == "rows"]
+    computed = [e for e in expectations if e.scope == "table" and e.type in POLARS_COMPUTED]
+    table_level = [e for e in expectations if e.scope == "table" and e.type not in POLARS_COMPUTED]
+    every = max(1, -(-rows // SAMPLE_ROWS))
+    batches = []
+    sampled = 0
+    if row_level:
+        sample = frame.gather_every(every).collect(engine="streaming")
+        sampled = sample.height
+        batches.append(_Batch("sampled_rows", sample, row_level))
+    if table_level:
+        wanted = dict.fromkeys([*suite.sample_columns, *(c for e in table_level for c in e.columns)])
+        present = [c for c in wanted if c in frame.collect_schema()]
+        batches.append(_Batch("all_rows", frame.select(present).collect(), table_level))
+    if computed:
+        # The frame stays lazy: the aggregates stream over it (see _polars_outcomes).
+        batches.append(_Batch(_POLARS, frame, computed))  # type: ignore[arg-type]
+    scope = (
+        f"a sample of {sampled} of {rows} rows (every {every}th) for the row-by-row expectations; "
+        f"{', '.join(e.name for e in computed) or 'no table-wide expectation'} computed with polars "
+        "aggregates on all rows"
+    )
+    return batches, sampled, scope
+
+
+def _polars_outcomes(batch: _Batch, rows: int) -> dict[str, CheckOutcome]:
+    """Uniqueness and row-count expectations from polars aggregates over every row (key hashes streamed,
+    then the exact keys of colliding hashes), with GX's outcome shape."""
+    frame: pl.LazyFrame = batch.frame  # type: ignore[assignment]
+    outcomes = {}
+    for expectation in batch.expectations:
+        kwargs = dict(expectation.kwargs)
+        outcome = CheckOutcome(
+            name=expectation.name,
+            kind="gx",
+            severity=expectation.severity,
+            success=False,
+            description=expectation.describe(),
+            expectation_type=expectation.type,
+            column=", ".join(expectation.columns) or None,
+            scope=expectation.scope,
+            kwargs=jsonable(kwargs),
+            message="computed with polars aggregates over every row (the table is too large for a pandas copy)",
+        )
+        if expectation.type == "expect_table_row_count_to_be_between":
+            low, high = kwargs.get("min_value"), kwargs.get("max_value")
+            outcome.success = (low is None or rows >= low) and (high is None or rows <= high)
+            outcome.observed_value = rows
+        else:
+            columns = list(expectation.columns)
+            # GX skips rows where all (compound) or the (single) column is null.
+            present = frame.filter(pl.any_horizontal(pl.col(columns).is_not_null()))
+            hashed = pl.struct(columns).hash(seed=_HASH_SEED).alias("_h")
+            shared = (
+                present.select(hashed)
+                .group_by("_h")
+                .len()
+                .filter(pl.col("len") > 1)
+                .collect(engine="streaming")
+            )
+            duplicated = pl.DataFrame()
+            if shared.height:
+                candidates = present.filter(hashed.is_in(shared["_h"].implode())).select(columns).collect()
+                duplicated = candidates.filter(pl.struct(columns).is_duplicated())
+            counted = present.select(pl.len()).collect(engine="streaming").item()
+            outcome.success = duplicated.height == 0
+            outcome.element_count = counted
+            outcome.unexpected_count = duplicated.height
+            outcome.unexpected_percent = duplicated.height / counted * 100 if counted else 0.0
+            outcome.sample = [
+                {k: jsonable(v) for k, v in row.items()} for row in duplicated.head(SAMPLE_SIZE).to_dicts()
+            ]
+        outcomes[expectation.name] = outcome
+    return outcomes
 
 
 def _inputs_version(versions: Mapping[TableRef, int]) -> str:

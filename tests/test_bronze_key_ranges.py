@@ -1,0 +1,99 @@
+"""Hard deletes found without reading every key: per-key-range counts and sums are compared first (in the
+database and over bronze), and only ranges that differ have their keys read. A real SQLite database and lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+from kpi_lake.bronze import DELETED_IN_SOURCE, DatabaseTable, land_database_table
+from resources.azure import AzureStorage
+from resources.lake import DeltaLake
+
+ROWS = 20_000
+STAMP = dt.datetime(2026, 1, 5, 9, 30)
+
+
+def _database(path: Path) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("create table cases (case_id integer primary key, status text, updated_at timestamp)")
+        )
+        connection.execute(
+            sa.text("insert into cases values (:id, :status, :at)"),
+            [{"id": i * 3 + 7, "status": "open", "at": STAMP} for i in range(ROWS)],
+        )
+    return engine
+
+
+class Statements:
+    """Every SQL statement the extract sends, and how many rows each key query returned."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.sent: list[str] = []
+        self.parameters: dict[str, tuple] = {}
+        sa.event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, connection, cursor, statement, parameters, context, executemany) -> None:
+        self.sent.append(" ".join(statement.split()))
+        self.parameters[self.sent[-1]] = tuple(parameters)
+
+    def key_reads(self) -> list[str]:
+        """Statements reading the key column alone (not an aggregate)."""
+        return [s for s in self.sent if s.startswith("SELECT cases.case_id FROM cases")]
+
+
+def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path):
+    engine = _database(tmp_path / "systems.sqlite")
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    first = land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    assert first.rows_written == ROWS
+
+    statements = Statements(engine)
+    again = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert again.rows_deleted == 0 and again.rows_written == 0 and again.full_reconciliation is None
+    # Nothing differs: the keys are not read at all (only counts and sums per range).
+    reads = statements.key_reads()
+    assert reads and all(" WHERE false" in s or " WHERE 0 = 1" in s for s in reads), reads
+    assert any("count(DISTINCT cases.case_id)" in s for s in statements.sent)
+
+    deleted = 7 + 3 * 12_345
+    with engine.begin() as connection:
+        connection.execute(sa.text("delete from cases where case_id = :id"), {"id": deleted})
+    statements.sent.clear()
+    after = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r3", loaded_at=now, last_full_reconciliation=now
+    )
+    assert after.rows_deleted == 1
+    bronze = lake.scan(spec.ref).collect()
+    assert bronze.filter(pl.col(DELETED_IN_SOURCE))["case_id"].to_list() == [deleted]
+    # Only the keys of the one range holding the deleted key were read.
+    (read,) = statements.key_reads()
+    assert "BETWEEN" in read
+    low, high = statements.parameters[read]
+    assert low <= deleted <= high and (high - low + 1) / 3 < ROWS / 100  # a range of about ROWS / 1024 keys
+
+
+def test_a_key_inserted_with_an_old_stamp_is_noticed_in_its_range(tmp_path: Path):
+    engine = _database(tmp_path / "systems.sqlite")
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    with engine.begin() as connection:  # a restore: an old row back, with its old updated_at
+        connection.execute(
+            sa.text("insert into cases values (8, 'open', :at)"), {"at": STAMP - dt.timedelta(days=400)}
+        )
+    report = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert report.full_reconciliation is not None and "not in bronze" in report.full_reconciliation
+    assert 8 in lake.scan(spec.ref).collect()["case_id"].to_list()
