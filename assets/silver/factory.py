@@ -92,8 +92,11 @@ def _build_streamed(
         if not changed and not removed:
             context.log.info(f"{spec.ref}: new input versions, but no {streamed.unit_column} changed")
             for ref in (spec.ref, spec.quarantine_ref):
+                if dg.AssetKey(ref.key_path) not in context.selected_asset_keys:
+                    continue
+                metadata = lake.state(ref, operation="unchanged").to_metadata()
                 yield dg.MaterializeResult(
-                    asset_key=ref.key_path, metadata=lake.state(ref, operation="unchanged").to_metadata()
+                    asset_key=ref.key_path, metadata=metadata, data_version=data_version(metadata)
                 )
             return
         context.log.info(
@@ -133,17 +136,22 @@ def _build_streamed(
             )
     if quarantine.height:
         context.log.warning(f"{spec.ref}: {quarantine.height} rows in quarantine")
-    yield dg.MaterializeResult(
-        asset_key=spec.ref.key_path,
-        metadata={
-            **state.to_metadata(),
-            "quarantined_rows": quarantine.height,
-            f"{streamed.unit_column}_rebuilt": len(changed) if incremental else len(units),
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key=spec.quarantine_ref.key_path, metadata=quarantine_state.to_metadata()
-    )
+    if dg.AssetKey(spec.ref.key_path) in context.selected_asset_keys:
+        yield dg.MaterializeResult(
+            asset_key=spec.ref.key_path,
+            metadata={
+                **state.to_metadata(),
+                "quarantined_rows": quarantine.height,
+                f"{streamed.unit_column}_rebuilt": len(changed) if incremental else len(units),
+            },
+            data_version=data_version(state.to_metadata()),
+        )
+    if dg.AssetKey(spec.quarantine_ref.key_path) in context.selected_asset_keys:
+        yield dg.MaterializeResult(
+            asset_key=spec.quarantine_ref.key_path,
+            metadata=quarantine_state.to_metadata(),
+            data_version=data_version(quarantine_state.to_metadata()),
+        )
 
 
 def _code_of(built_from: str | None) -> str | None:
