@@ -91,13 +91,7 @@ def _build_streamed(
         removed = sorted(u for u in previous_units if u not in units)
         if not changed and not removed:
             context.log.info(f"{spec.ref}: new input versions, but no {streamed.unit_column} changed")
-            for ref in (spec.ref, spec.quarantine_ref):
-                if dg.AssetKey(ref.key_path) not in context.selected_asset_keys:
-                    continue
-                metadata = lake.state(ref, operation="unchanged").to_metadata()
-                yield dg.MaterializeResult(
-                    asset_key=ref.key_path, metadata=metadata, data_version=data_version(metadata)
-                )
+            yield from _unchanged(context, lake, spec)
             return
         context.log.info(
             f"{spec.ref}: rebuilding {streamed.unit_column} {', '.join(changed) or '-'}"
@@ -136,22 +130,40 @@ def _build_streamed(
             )
     if quarantine.height:
         context.log.warning(f"{spec.ref}: {quarantine.height} rows in quarantine")
-    if dg.AssetKey(spec.ref.key_path) in context.selected_asset_keys:
-        yield dg.MaterializeResult(
-            asset_key=spec.ref.key_path,
-            metadata={
+    yield from _selected(
+        context,
+        (
+            spec.ref,
+            {
                 **state.to_metadata(),
                 "quarantined_rows": quarantine.height,
                 f"{streamed.unit_column}_rebuilt": len(changed) if incremental else len(units),
             },
-            data_version=data_version(state.to_metadata()),
-        )
-    if dg.AssetKey(spec.quarantine_ref.key_path) in context.selected_asset_keys:
-        yield dg.MaterializeResult(
-            asset_key=spec.quarantine_ref.key_path,
-            metadata=quarantine_state.to_metadata(),
-            data_version=data_version(quarantine_state.to_metadata()),
-        )
+        ),
+        (spec.quarantine_ref, quarantine_state.to_metadata()),
+    )
+
+
+def _selected(
+    context: dg.AssetExecutionContext, *tables: tuple[TableRef, dict]
+) -> Iterator[dg.MaterializeResult]:
+    """A materialisation for each of a silver table and its quarantine that the run selected (both are always
+    written together), its data version the table's Delta version."""
+    for ref, metadata in tables:
+        if dg.AssetKey(ref.key_path) in context.selected_asset_keys:
+            yield dg.MaterializeResult(
+                asset_key=ref.key_path, metadata=metadata, data_version=data_version(metadata)
+            )
+
+
+def _unchanged(
+    context: dg.AssetExecutionContext, lake: DeltaLake, spec: SilverTable
+) -> Iterator[dg.MaterializeResult]:
+    """What a build that finds nothing to do reports: each selected table as it stands."""
+    refs = [
+        r for r in (spec.ref, spec.quarantine_ref) if dg.AssetKey(r.key_path) in context.selected_asset_keys
+    ]
+    yield from _selected(context, *((r, lake.state(r, operation="unchanged").to_metadata()) for r in refs))
 
 
 def _code_of(built_from: str | None) -> str | None:
@@ -239,13 +251,7 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         )
         if rebuild.is_current(lake, spec.ref, built_from) and lake.exists(spec.quarantine_ref):
             context.log.info(f"{spec.ref}: inputs and code unchanged since the last build; nothing to do")
-            for ref in (spec.ref, spec.quarantine_ref):
-                if dg.AssetKey(ref.key_path) not in context.selected_asset_keys:
-                    continue
-                metadata = lake.state(ref, operation="unchanged").to_metadata()
-                yield dg.MaterializeResult(
-                    asset_key=ref.key_path, metadata=metadata, data_version=data_version(metadata)
-                )
+            yield from _unchanged(context, lake, spec)
             return
         inputs = {ref.table: (lake.scan(ref) if lake.exists(ref) else None) for ref in spec.inputs}
         missing = [name for name, frame in inputs.items() if frame is None]
@@ -277,18 +283,10 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
                 f"{spec.ref}: {conformed.quarantine.height} rows quarantined: "
                 + "; ".join(f"{r} ({n})" for r, n in reasons.iter_rows())
             )
-        if dg.AssetKey(spec.ref.key_path) in context.selected_asset_keys:
-            yield dg.MaterializeResult(
-                asset_key=spec.ref.key_path,
-                metadata={**state.to_metadata(), "quarantined_rows": conformed.quarantine.height},
-                data_version=data_version(state.to_metadata()),
-            )
-        if dg.AssetKey(spec.quarantine_ref.key_path) not in context.selected_asset_keys:
-            return
-        yield dg.MaterializeResult(
-            asset_key=spec.quarantine_ref.key_path,
-            metadata=quarantine_state.to_metadata(),
-            data_version=data_version(quarantine_state.to_metadata()),
+        yield from _selected(
+            context,
+            (spec.ref, {**state.to_metadata(), "quarantined_rows": conformed.quarantine.height}),
+            (spec.quarantine_ref, quarantine_state.to_metadata()),
         )
 
     if spec.personal is not None:
