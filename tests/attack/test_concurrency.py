@@ -24,6 +24,7 @@ import pytest
 
 from kpi_lake.business_tables import BUSINESS_TABLES
 from kpi_lake.raw_files import LOADED_AT, RUN_ID, SOURCE_FILE, SOURCE_ROW, SOURCE_SHEET
+from tests.attack.cli_env import cli_env as _env
 from tests.conftest import PROJECT_ROOT
 
 CLI = str(Path(sys.executable).parent / "kpi-lake")
@@ -34,19 +35,6 @@ SYNC_TIMEOUT = 600
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
-def _env(lake: str, landing: Path, home: Path, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **clean,
-        "KPI_LAKE_ROOT": lake,
-        "KPI_LAKE_LANDING": str(landing),
-        "DAGSTER_HOME": str(home),
-        **extra,
-    }
-
-
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [CLI, "sync", "--select", SELECT, *args],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 
 from kpi_lake.personal_data import key_fingerprint
 from kpi_lake.sample_data import write_business_database
+from tests.attack.cli_env import cli_env
 from tests.conftest import PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.postgres
@@ -103,21 +103,17 @@ def council_db(postgres: str) -> str:
 
 
 def _env(lake: Path, landing: Path, home: Path, database: str, webhook: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **clean,
+    return cli_env(
+        lake,
+        landing,
+        home,
         **SECRETS,
-        "AZURE_STORAGE_ACCOUNT_NAME": "plantedcouncilacct",
-        "AZURE_CLIENT_ID": "00000000-0000-0000-0000-0000000000aa",
-        "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000000bb",
-        "KPI_LAKE_ROOT": str(lake),
-        "KPI_LAKE_LANDING": str(landing),
-        "KPI_LAKE_BUSINESS_DB": database,
-        "KPI_LAKE_ALERT_WEBHOOK": webhook,
-        "DAGSTER_HOME": str(home),
-    }
+        AZURE_STORAGE_ACCOUNT_NAME="plantedcouncilacct",
+        AZURE_CLIENT_ID="00000000-0000-0000-0000-0000000000aa",
+        AZURE_TENANT_ID="00000000-0000-0000-0000-0000000000bb",
+        KPI_LAKE_BUSINESS_DB=database,
+        KPI_LAKE_ALERT_WEBHOOK=webhook,
+    )
 
 
 def _sync(env: dict[str, str], timeout: float = 600) -> tuple[int, str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from kpi_lake.business_tables import BUSINESS_TABLES
 from kpi_lake.raw_files import LOADED_AT, RUN_ID, SOURCE_FILE, SOURCE_ROW, SOURCE_SHEET
 from kpi_lake.storage import EMULATOR_KEY
 from resources.azure import AzureStorage
+from tests.attack.cli_env import cli_env as _env
 from tests.conftest import PROJECT_ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.azure
@@ -77,19 +77,6 @@ class Azurite:
                 if text in path.read_text(errors="ignore"):
                     return True
         return False
-
-
-def _env(lake: str, landing: Path, home: Path, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    return {
-        **clean,
-        "KPI_LAKE_ROOT": lake,
-        "KPI_LAKE_LANDING": str(landing),
-        "DAGSTER_HOME": str(home),
-        **extra,
-    }
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen:
