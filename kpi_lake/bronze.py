@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 SOURCE_TABLE = "_source_table"
 DELETED_IN_SOURCE = "_deleted_in_source"
+#: What identifies a landed file row: the file, its row number and (for a spreadsheet) its sheet.
+FILE_ROW_KEYS = [SOURCE_FILE, SOURCE_ROW, SOURCE_SHEET]
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def land_files(
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
     # A table left with rows twice by two unguarded first loads heals here: one row per file row again.
-    lake.heal_duplicate_keys(spec.ref, [SOURCE_FILE, SOURCE_ROW], optional_keys=[SOURCE_SHEET])
+    lake.heal_duplicate_keys(spec.ref, FILE_ROW_KEYS[:2], optional_keys=FILE_ROW_KEYS[2:])
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     known_bad = _known_bad_files(lake, spec.bad_files_ref)
@@ -237,7 +239,10 @@ def land_files(
     batch = _order_columns(batch)
     report.rows_written = batch.height
     names = ", ".join(_sql_string(name) for name in report.loaded)
-    report.state = lake.replace_where(spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})")
+    # Each file's rows are unique by row number and the predicate removes every earlier row of these files.
+    report.state = lake.replace_where(
+        spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})", unique_keys=FILE_ROW_KEYS
+    )
     return report
 
 

@@ -35,6 +35,9 @@ T = TypeVar("T")
 PROTOCOL = (1, 2)
 #: Commit metadata key that marks one logical write, so a retry can tell whether an attempt had committed.
 WRITE_ID_KEY = "kpi_lake.write_id"
+#: Commit metadata key naming the key columns a write left unique (it checked the table before writing, and what
+#: it wrote cannot repeat a key): the next :meth:`DeltaLake.heal_duplicate_keys` of those keys reads only the log.
+UNIQUE_KEYS_KEY = "kpi_lake.unique_keys"
 #: Longest wait between two attempts, whatever the backoff says.
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -279,24 +282,33 @@ class DeltaLake(dg.ConfigurableResource):
         """Add rows; new columns are added to the schema."""
         return self._write(ref, data, mode="append", schema_mode="merge", partition_by=partition_by)
 
-    def replace_where(self, ref: TableRef, data: Frame, predicate: str) -> TableState:
+    def replace_where(
+        self, ref: TableRef, data: Frame, predicate: str, *, unique_keys: list[str] | None = None
+    ) -> TableState:
         """Replace the rows matching ``predicate`` (one partition, one source file) with ``data``, atomically.
 
         Every row of ``data`` must match the predicate. On a table that does not exist yet, this creates it
         (and if another writer creates it first, replaces its matching rows instead: never twice the rows).
+        ``unique_keys``: the caller checked these keys unique in the table (:meth:`heal_duplicate_keys`) and in
+        ``data``, and the predicate removes every row ``data`` could repeat; recorded with the commit.
         """
+        metadata = _unique_keys_metadata(unique_keys)
         if not self.exists(ref):
-            created = self._create(ref, data)
+            created = self._create(ref, data, commit_metadata=metadata)
             if created is not None:
                 return created
-        return self._write(ref, data, mode="overwrite", schema_mode="merge", predicate=predicate)
+        return self._write(
+            ref, data, mode="overwrite", schema_mode="merge", predicate=predicate, commit_metadata=metadata
+        )
 
-    def _create(self, ref: TableRef, data: Frame) -> TableState | None:
+    def _create(
+        self, ref: TableRef, data: Frame, commit_metadata: dict[str, str] | None = None
+    ) -> TableState | None:
         """Write a table's first version, failing if the table exists by then: two writers that both found no
         table cannot both append (Delta commits version 0 only once). None when another writer created it
         first: the caller then writes into the existing table as usual."""
         try:
-            return self._write(ref, data, mode="error", schema_mode="merge")
+            return self._write(ref, data, mode="error", schema_mode="merge", commit_metadata=commit_metadata)
         except LakeWriteError:
             if self.exists(ref):
                 dg.get_dagster_logger("kpi_lake.lake").info(
@@ -316,8 +328,16 @@ class DeltaLake(dg.ConfigurableResource):
         writers racing once could leave), keeping for each key the row with the largest ``latest_by`` (when
         the table has that column). One commit; rows with a null in ``keys`` are left as they are, while
         ``optional_keys`` are part of the key with null as one more value (a CSV row has no sheet). Keys the
-        table does not have are left out. Returns how many rows were removed (0 when nothing was wrong)."""
+        table does not have are left out. Returns how many rows were removed (0 when nothing was wrong).
+
+        When the latest commit says it left these keys unique (``UNIQUE_KEYS_KEY``: written by the lake's own
+        writers, which check before they write and hold the lake lock), only the Delta log is read, so the
+        cost is the same at any table size. Any other latest commit (a writer that promised nothing, an older
+        kpi-lake) means a full check."""
         if not self.exists(ref):
+            return 0
+        promised = self.last_commit_metadata(ref).get(UNIQUE_KEYS_KEY)
+        if promised is not None and promised == ",".join([*keys, *(optional_keys or [])]):
             return 0
         scan = self.scan(ref)
         columns = scan.collect_schema().names()
@@ -410,7 +430,7 @@ class DeltaLake(dg.ConfigurableResource):
                 f"merge into {ref}: {duplicates.height} keys appear more than once, e.g. {sample}"
             )
         if not self.exists(ref):
-            created = self._create(ref, frame)
+            created = self._create(ref, frame, commit_metadata=_unique_keys_metadata(keys))
             if created is not None:
                 return created
         # A target that holds a key twice (left by two writers racing, before the lake lock) never heals
@@ -432,7 +452,12 @@ class DeltaLake(dg.ConfigurableResource):
                 target_alias="t",
                 merge_schema=True,
                 commit_properties=CommitProperties(
-                    custom_metadata={"kpi_lake.operation": "merge", WRITE_ID_KEY: write_id}
+                    # The keys were made unique above and the source repeats none: the merge keeps them so.
+                    custom_metadata={
+                        "kpi_lake.operation": "merge",
+                        WRITE_ID_KEY: write_id,
+                        UNIQUE_KEYS_KEY: ",".join(keys),
+                    }
                 ),
             )
             merger = merger.when_matched_update_all(predicate=changed).when_not_matched_insert_all()
@@ -504,6 +529,12 @@ class DeltaLake(dg.ConfigurableResource):
             operation=("create" if mode == "error" else mode) if not predicate else "replace_where",
             metrics={"retries": len(retries)} if retries else None,
         )
+
+
+def _unique_keys_metadata(keys: list[str] | None) -> dict[str, str]:
+    """The commit metadata promising ``keys`` unique after the commit (see ``UNIQUE_KEYS_KEY``)."""
+    # Without the ``kpi_lake.`` prefix: ``_write`` adds it to commit_metadata.
+    return {UNIQUE_KEYS_KEY.removeprefix("kpi_lake."): ",".join(keys)} if keys else {}
 
 
 def _after(retries: list[int]) -> str:

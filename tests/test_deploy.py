@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -197,6 +199,17 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_its_table_slot_freed(
     engine = sa.create_engine(dagster_database)
     with dg.DagsterInstance.from_config(str(home)):
         pass  # the schema exists before any run, as it does once the webserver and daemon have started
+    # The business systems' database is locked (as a long write would): the first step to read it waits while
+    # holding its table's slot, so the kill lands then however fast the steps are. The lock is let go after 4 s
+    # whatever happens (SQLite readers wait 5 s before giving up).
+    database = sqlite3.connect(
+        landing_copy / "business_systems/council_systems.sqlite",
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    database.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(4.0, database.rollback)
+    release.start()
     worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "kpi-lake"), "sync", "--select", "group:bronze_business_systems"],
         cwd=PROJECT_ROOT,
@@ -214,6 +227,8 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_its_table_slot_freed(
         assert held, "the sync never held a table's pool slot (it finished or failed first)"
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
+        release.join()
+        database.close()
         run_id, pool = held[0]
 
         with dg.DagsterInstance.from_config(str(home)) as instance:

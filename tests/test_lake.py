@@ -105,3 +105,18 @@ def test_metadata_for_dagster(lake: DeltaLake):
         "status",
         "updated_at",
     ]
+
+
+def test_duplicate_key_check_reads_only_the_log_after_a_write_that_promised_unique_keys(
+    lake: DeltaLake, monkeypatch: pytest.MonkeyPatch
+):
+    lake.merge(REF, _requests([1, 2, 3]), ["request_id"])
+    assert lake.last_commit_metadata(REF)["kpi_lake.unique_keys"] == "request_id"
+    with monkeypatch.context() as patched:  # no row is read: the latest commit promised these keys unique
+        patched.setattr(DeltaLake, "scan", lambda *_, **__: pytest.fail("the table was scanned"))
+        assert lake.heal_duplicate_keys(REF, ["request_id"]) == 0
+    # A writer that promised nothing means a full check, which finds and removes a repeat.
+    lake.append(REF, _requests([3, 4]))
+    assert "kpi_lake.unique_keys" not in lake.last_commit_metadata(REF)
+    assert lake.heal_duplicate_keys(REF, ["request_id"]) == 1
+    assert sorted(lake.scan(REF).collect()["request_id"]) == [1, 2, 3, 4]

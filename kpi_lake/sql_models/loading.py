@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
+from kpi_lake.sql_models.cache import cached_models
 from kpi_lake.sql_models.config import ModelConfig, read_config
 from kpi_lake.sql_models.parsing import (
     Problem,
@@ -75,10 +76,21 @@ def load_sql_models(
     one of them nor another model fails here rather than at run time. Raises :class:`SqlModelError` listing
     every problem found (file, line, what was expected): broken SQL, unknown references, duplicate names,
     misplaced files, bad YAML, dependency cycles.
+
+    The parsed models are cached (see :mod:`kpi_lake.sql_models.cache`) under a key made of every file's
+    bytes, the arguments and the parser's own code, so an unchanged tree is not parsed again each time the
+    code location loads; a tree with problems is never cached and says so every time.
     """
     root = Path(root)
     if not root.is_dir():
         raise SqlModelError(Problem(root.name, "the SQL models folder does not exist"))
+    known = sorted(known_tables) if known_tables is not None else None
+    return cached_models(root, (known, default_engine), lambda: _load_sql_models(root, known, default_engine))
+
+
+def _load_sql_models(
+    root: Path, known_tables: Iterable[TableRef] | None, default_engine: str
+) -> list[SqlModel]:
     base = root.parent
     problems: list[Problem] = []
     files: dict[str, Path] = {}
