@@ -121,7 +121,7 @@ def _sync(args: argparse.Namespace) -> int:
     resources = defs.resources
     lake = resources["lake"]
     lake_uri = lake_root()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = _instance()
     started = time.perf_counter()
     with dg.build_resources({"lake": lake}) as initialised:
         initialised.lake.ensure_root()
@@ -141,6 +141,23 @@ def _sync(args: argparse.Namespace) -> int:
         return 1
     finally:
         lock.release()
+
+
+def _instance():
+    """The Dagster instance of ``DAGSTER_HOME`` (an in-memory one without it). Two commands opening a new home at
+    once would both create its SQLite schema (Dagster does not guard that): the first to open it creates it
+    while holding an OS lock on the home, the other waits for it."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    import fcntl
+
+    os.makedirs(home, exist_ok=True)
+    with open(os.path.join(home, ".kpi-lake-instance.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return dg.DagsterInstance.get()
 
 
 def _say_waiting(holder, waited: float) -> None:
