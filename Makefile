@@ -79,6 +79,9 @@ bench: setup
 	$(BIN)/python benchmarks/education_scale.py --rows 5000000
 	$(BIN)/python benchmarks/sync_scale.py --scale 200
 	$(BIN)/python benchmarks/sql_engine.py
+	@# the SQL models against dbt-duckdb: dbt comes from the `bench` dependency group, installed here only
+	uv sync --frozen --quiet --python python3 --group bench
+	$(BIN)/python benchmarks/dbt_duckdb.py --scale 100
 
 clean:
 	rm -rf lake .dagster_home
