@@ -24,7 +24,9 @@ def written_reads(sql: str) -> tuple[set[str], set[tuple[str, str]]]:
     """What the model file itself says it reads, from its text: ref('x'), source('l', 's', 't') and l.s.t."""
     sql = re.sub(r"--[^\n]*", "", sql)
     refs = set(re.findall(r"\bref\('(\w+)'\)", sql))
-    sources = {(f"{layer}__{s}", t) for layer, s, t in re.findall(r"\bsource\('(\w+)', '(\w+)', '(\w+)'\)", sql)}
+    sources = {
+        (f"{layer}__{s}", t) for layer, s, t in re.findall(r"\bsource\('(\w+)', '(\w+)', '(\w+)'\)", sql)
+    }
     sources |= {(f"{layer}__{s}", t) for layer, s, t in re.findall(r"\b(silver|gold)\.(\w+)\.(\w+)\b", sql)}
     return refs, sources
 
