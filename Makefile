@@ -79,6 +79,8 @@ sync: setup
 ## bench: the performance benchmarks of docs/BENCHMARKS.md in one run (not tests; tens of minutes of both
 ## cores), ending with issue 11's floors as PASS/FAIL; the output is kept in benchmarks/results/
 bench: setup
+	@# dbt-duckdb, for the SQL models' comparison, comes from the `bench` dependency group, installed here only
+	uv sync --frozen --quiet --python python3 --compile-bytecode --group bench
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -42,7 +42,7 @@ def benchmarks(quick: bool) -> list[tuple[str, list[str]]]:
         ("nightly cost against change", [PYTHON, "benchmarks/sync_scale.py", "--scale", scale]),
         (
             "SQL models against dbt-duckdb",
-            [PYTHON, "benchmarks/dbt_duckdb.py"] + (["--quick"] if quick else []),
+            [PYTHON, "benchmarks/dbt_duckdb.py", "--scale", "20" if quick else "100"],
         ),
     ]
     return [(title, command) for title, command in runs if (ROOT / command[1]).exists()]

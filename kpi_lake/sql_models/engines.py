@@ -108,9 +108,11 @@ def compile_model(model: SqlModel, engine: str | None = None) -> CompiledModel:
                 alias=alias or exp.TableAlias(this=exp.to_identifier(table_name)),
             )
         )
+    # In place: the tree is already this compile's own copy (each transform would copy it again, and copying
+    # a mart model's tree costs more than running it at sample size).
+    tree = tree.transform(_for_polars if engine == "polars" else _decimal_literal_as_double, copy=False)
     if engine == "polars":
-        tree = tree.transform(_for_polars)
-    tree = tree.transform(_decimal_literal_as_double)
+        tree = tree.transform(_decimal_literal_as_double, copy=False)
     return CompiledModel(model, engine, tree.sql(dialect=DIALECT), inputs, model.reads_this)
 
 
@@ -147,13 +149,23 @@ def _for_polars(node: exp.Expression) -> exp.Expression:
 
 def run_polars(compiled: CompiledModel, frames: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:
     """The model as a LazyFrame over the registered frames (nothing is computed until it is written)."""
+    return _run_polars(compiled, frames)[0]
+
+
+def _run_polars(
+    compiled: CompiledModel, frames: Mapping[str, pl.LazyFrame]
+) -> tuple[pl.LazyFrame, list[str]]:
+    """The model's LazyFrame and its column names."""
     try:
         context = pl.SQLContext(frames=dict(frames), eager=False)
         result = context.execute(compiled.sql)
-        result.collect_schema()  # resolve names and types now, so errors name the model before any write
+        # Resolve names and types now, so errors name the model before any write; the schema resolved here
+        # is the only one: resolving a SQL query's plan again costs as much each time.
+        schema = result.collect_schema()
     except Exception as error:
         raise SqlModelError(engine_problem(compiled, error)) from error
-    return widen_integers(result)
+    narrow = [name for name, dtype in schema.items() if dtype in _SMALL_INTEGERS]
+    return (result.with_columns(pl.col(narrow).cast(pl.Int64)) if narrow else result), list(schema)
 
 
 def run_duckdb(compiled: CompiledModel, tables: Mapping[str, Any]) -> pl.DataFrame:
@@ -258,7 +270,8 @@ def build_model(model: SqlModel, lake: Lake, *, engine: str | None = None) -> Bu
         frames = {name: lake.scan(ref) for name, ref in compiled.inputs.items()}
         if compiled.reads_this:
             frames[THIS_NAME] = lake.scan(model.ref) if this_exists else empty_this(model).lazy()
-        result: pl.LazyFrame | pl.DataFrame = run_polars(compiled, frames)
+        result: pl.LazyFrame | pl.DataFrame
+        result, columns = _run_polars(compiled, frames)
     else:
         # Arrow tables, not datasets: DuckDB pushes string filters into an Arrow dataset scan as string_view
         # scalars, which Arrow cannot compare with the lake's string columns ("no kernel matching (string,
@@ -271,7 +284,7 @@ def build_model(model: SqlModel, lake: Lake, *, engine: str | None = None) -> Bu
                 else empty_this(model).to_arrow()
             )
         result = run_duckdb(compiled, tables)
-    columns = result.collect_schema().names() if isinstance(result, pl.LazyFrame) else result.columns
+        columns = result.columns
     missing_keys = [key for key in model.config.unique_key if key not in columns]
     if missing_keys:
         raise SqlModelError(
