@@ -354,7 +354,10 @@ def main() -> int:
             runs = " ".join(f"{run[0]:.1f}" for run in results[side])
             where = ", ".join(f"{name} {value:.1f} s" for name, value in phases.items())
             print(f"{side:<12}{seconds:>8.1f}{runs:>16}{rss:>8.0f} MB  {agree:<11} {where}")
-        print(f"ratio kpi-lake / dbt-duckdb (best whole commands): {ratio:.2f}")
+        print(
+            f"ratio kpi-lake / dbt-duckdb (best whole commands): {ratio:.2f} "
+            f"(floor 1.0x: {'PASS' if ratio <= 1.0 else 'FAIL'})"
+        )
         for line in mismatches:
             print(f"ROW COUNTS DIFFER: {line}", file=sys.stderr)
         return 1 if mismatches else 0
