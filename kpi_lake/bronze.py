@@ -421,9 +421,11 @@ class DatabaseLandingReport(LandingReport):
     columns_added: list[str] = field(default_factory=list)
     columns_removed: list[str] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
 
     def to_metadata(self) -> dict[str, Any]:
         metadata = super().to_metadata()
+        metadata["rows_read_from_source"] = self.rows_read
         metadata["full_reconciliation"] = self.full_reconciliation or "no (incremental, with look-back)"
         if self.reconciled_at is not None:
             metadata[LAST_FULL_RECONCILIATION] = self.reconciled_at.isoformat()
@@ -529,6 +531,7 @@ def land_database_table(
                     connection, sa.select(table), table, types, batch_size, spec, log
                 )
     report.full_reconciliation = full
+    report.rows_read = changed.height + rejected.height
     report.reconciled_at = loaded_at if full else last_full_reconciliation
     if not exists:
         duplicated_keys = _repeated(changed[key])
