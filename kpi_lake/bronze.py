@@ -566,6 +566,10 @@ def land_database_table(
         .collect()
     )
     report.rows_deleted = vanished.height
+    if full is None and changed.height:
+        # Rows read again through the look-back are mostly as bronze holds them: merge only those that differ
+        # (a merge of unchanged rows writes nothing, but still scans the whole table).
+        changed = _differing_rows(lake, spec, changed, data_columns)
     upserts = pl.concat([changed, vanished], how="diagonal_relaxed")
     if upserts.height == 0:
         report.state = lake.state(spec.ref, operation="unchanged")
@@ -607,6 +611,30 @@ def _read_changed(
         )
         text = pl.read_database(text_query, connection, schema_overrides=dict.fromkeys(types, pl.String()))
         return _type_text_rows(text, types)
+
+
+def _differing_rows(
+    lake: DeltaLake, spec: DatabaseTable, rows: pl.DataFrame, columns: list[str]
+) -> pl.DataFrame:
+    """The rows (read from the source) that bronze does not hold as they are: new keys, changed values, keys
+    bronze marks deleted. Bronze is read only where it can hold an identical row: its rows stamped at or after
+    the oldest ``watermark`` read (an identical row has the same stamp)."""
+    key, watermark = spec.primary_key, spec.watermark
+    schema = lake.scan(spec.ref).collect_schema()
+    if any(c not in schema for c in columns):
+        return rows
+    held = (
+        lake.scan(spec.ref)
+        .filter(pl.col(watermark) >= rows[watermark].min())
+        .filter(~pl.col(DELETED_IN_SOURCE))
+        .select(columns)
+        .join(rows.lazy().select(key), on=key, how="semi")
+        .collect()
+    )
+    if held.height == 0:
+        return rows
+    held = held.select(pl.col(c).cast(rows.schema[c]) for c in columns)
+    return rows.join(held, on=columns, how="anti", nulls_equal=True)
 
 
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.

@@ -45,7 +45,8 @@ def _change_one_percent(engine: sa.Engine) -> dict[str, int]:
         deleted = connection.execute(sa.text("delete from cases where case_id % 400 = 3")).rowcount
         inserted = connection.execute(
             sa.text(
-                "insert into cases select case_id + 2 * (select max(case_id) from cases), 'new', :at from cases where case_id % 2000 = 5"
+                "insert into cases select case_id + 2 * (select max(case_id) from cases), 'new', :at "
+                "from cases where case_id % 2000 = 5"
             ),
             {"at": TONIGHT},
         ).rowcount
