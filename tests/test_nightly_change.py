@@ -74,6 +74,9 @@ def test_a_nightly_with_one_percent_changed_reads_the_change_and_matches_a_fresh
     assert quiet.rows_read == in_lookback < ROWS / 5
     assert quiet.full_reconciliation is None and quiet.rows_written == 0 and quiet.rows_deleted == 0
     assert lake.version(spec.ref) == first_version  # no commit either
+    # The rows read again are compared with bronze first: identical, so no merge at all (a merge of unchanged
+    # rows writes nothing but scans the whole table).
+    assert quiet.state is not None and quiet.state.operation == "unchanged"
 
     changes = _change_one_percent(engine)
     assert changes["deleted"] > 100 and changes["updated"] > ROWS / 200
