@@ -128,6 +128,10 @@ def _check_result(
         "suite_seconds": round(report.seconds, 3),
         "history_table": f"{HISTORY} (version {run.history_version})",
     }
+    if report.reused_from_run is not None and outcome.kind != "freshness":
+        metadata["reused"] = True
+        metadata["reused_from_run"] = report.reused_from_run
+        metadata["reused_from_version"] = report.delta_version
     if outcome.kwargs:
         metadata["kwargs"] = dg.MetadataValue.json(outcome.kwargs)
     if outcome.observed_value is not None:

@@ -1,5 +1,6 @@
-"""Time the nightly sync at a given scale: generate a landing zone, run the job twice (first load, then a
-rerun with nothing new), report wall time, rows and peak memory.
+"""Time the nightly sync at a given scale: generate a landing zone, run the job three times on one instance
+(the first load; a rerun with nothing new; a nightly after 1 % of the business-system rows changed at
+source), report wall time, the slowest steps, rows and peak memory, and PASS/FAIL against issue 11's floors.
 
     .venv/bin/python benchmarks/sync_scale.py --scale 200      # ~10 million business-system rows
 
@@ -9,8 +10,10 @@ Results go to stdout as a small table; nothing is written outside a temporary fo
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -19,24 +22,108 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+#: Issue 11's floors: a nightly with 1 % changed costs at most this share of the first sync ...
+CHANGED_SHARE_FLOOR = 0.10
+#: ... and a rerun with nothing new at most this many seconds beyond start-up.
+NOTHING_NEW_SECONDS = 5.0
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def change_business_rows(database: Path, *, share: float = 0.01, seed: int = 1) -> dict[str, int]:
+    """Change ``share`` of the rows of every business-system table the way a business system does: updates
+    (a changed value or a soft delete, with a new ``updated_at``), a few inserts (new keys) and a few hard
+    deletes. All in the database, in SQL (no row loop in Python). Returns rows touched per table."""
+    from kpi_lake.business_tables import BUSINESS_TABLES
+
+    # "Tonight": a day after the newest change anywhere, so every change is past every watermark.
+    connection = sqlite3.connect(database)
+    try:
+        newest = max(
+            connection.execute(f'SELECT max(updated_at) FROM "{table}"').fetchone()[0] or ""
+            for table in BUSINESS_TABLES
+        )
+        tonight = (dt.datetime.fromisoformat(newest) + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+        touched: dict[str, int] = {}
+        # Every 1/share-th row (by rowid, offset by the seed) is updated (a tenth of them soft-deleted); a
+        # tenth as many rows are inserted (copies of others under new keys) and a hundredth hard-deleted.
+        step = max(1, round(1 / share))
+        with connection:
+            for table, key in BUSINESS_TABLES.items():
+                columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
+                integer_key = connection.execute(f'SELECT typeof(max("{key}")) FROM "{table}"').fetchone()[0]
+                picked = f"rowid % {step} = {seed % step}"
+                # Updates: one in ten a soft delete, the rest just re-touched (a correction of a flag would
+                # do the same to the pipeline: a new updated_at, the row merged and re-conformed).
+                updated = connection.execute(
+                    f'UPDATE "{table}" SET updated_at = ?, '
+                    f"deleted_at = CASE WHEN rowid % {10 * step} = {seed % step} THEN ? ELSE deleted_at END "
+                    f"WHERE {picked}",
+                    (tonight, tonight),
+                ).rowcount
+                deleted = connection.execute(
+                    f'DELETE FROM "{table}" WHERE rowid % {100 * step} = {(seed + 1) % step}'
+                ).rowcount
+                new_key = (
+                    f'"{key}" + (SELECT max("{key}") FROM "{table}")'
+                    if integer_key == "integer"
+                    else f"\"{key}\" || '-N'"
+                )
+                others = ", ".join(f'"{c}"' for c in columns if c not in (key, "updated_at"))
+                inserted = connection.execute(
+                    f'INSERT INTO "{table}" ("{key}", {others}, updated_at) '
+                    f'SELECT {new_key}, {others}, ? FROM "{table}" WHERE rowid % {10 * step} = {(seed + 2) % step}',
+                    (tonight,),
+                ).rowcount
+                touched[table] = updated + deleted + inserted
+    finally:
+        connection.close()
+    return touched
+
+
+def _step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Each step's duration in a run, from its start and end events."""
+    import dagster as dg
+
+    started: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    records = instance.get_records_for_run(
+        run_id,
+        of_type={
+            dg.DagsterEventType.STEP_START,
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+        },
+    ).records
+    for record in records:
+        entry = record.event_log_entry
+        step = entry.step_key
+        if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            started[step] = entry.timestamp
+        elif step in started:
+            seconds[step] = entry.timestamp - started[step]
+    return seconds
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=20)
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--share", type=float, default=0.01, help="share of business rows changed (0.01)")
+    parser.add_argument("--steps", type=int, default=8, help="slowest steps shown per run")
     parser.add_argument("--keep", action="store_true", help="keep the landing zone and lake")
     args = parser.parse_args()
 
+    started = time.perf_counter()
     import dagster as dg
 
-    from kpi_lake.sample_data import generate_landing
+    from kpi_lake.sample_data import BUSINESS_DATABASE, generate_landing
     from pipelines import definitions
     from tests.pipeline_helpers import local_resources
 
+    start_up = time.perf_counter() - started
     work = Path(tempfile.mkdtemp(prefix="kpi-lake-bench-"))
     try:
         started = time.perf_counter()
@@ -45,31 +132,58 @@ def main() -> int:
         business_rows = sum(story.business_rows.values())
 
         resources = local_resources(work / "lake", work / "landing")
+        # With the quality checks, as the code location runs it.
         job = dg.Definitions(
-            assets=definitions.defs.assets, jobs=definitions.defs.jobs, resources=resources
+            assets=definitions.defs.assets,
+            asset_checks=definitions.defs.asset_checks,
+            jobs=definitions.defs.jobs,
+            resources=resources,
         ).resolve_job_def("nightly_sync")
-        # One instance for both runs, as in production: the rerun knows when each table was last reconciled
+        # One instance for every run, as in production: the rerun knows when each table was last reconciled
         # in full (a fresh instance per run would make every rerun a full reconciliation).
         instance = dg.DagsterInstance.ephemeral()
-        timings = {}
-        for label in ("first sync", "rerun, nothing new"):
+        timings: dict[str, float] = {}
+        steps: dict[str, dict[str, float]] = {}
+        changed_rows = 0
+        labels = ("first sync", "rerun, nothing new", f"nightly, {args.share:.0%} changed")
+        for label in labels:
+            if label == labels[2]:
+                touched = change_business_rows(work / "landing" / BUSINESS_DATABASE, share=args.share)
+                changed_rows = sum(touched.values())
             started = time.perf_counter()
             result = job.execute_in_process(instance=instance, raise_on_error=False)
             timings[label] = time.perf_counter() - started
+            steps[label] = _step_seconds(instance, result.run_id)
             if not result.success:
                 print(f"{label}: FAILED", file=sys.stderr)
                 return 1
-        lake_rows = 0
-        for event in result.get_asset_materialization_events():
-            count = event.materialization.metadata.get("dagster/row_count")
-            lake_rows += int(count.value) if count is not None else 0
+            if label == labels[0]:
+                lake_rows = 0
+                for event in result.get_asset_materialization_events():
+                    count = event.materialization.metadata.get("dagster/row_count")
+                    lake_rows += int(count.value) if count is not None else 0
 
+        full = timings[labels[0]]
         print(f"scale {args.scale:g}: {business_rows:,} business-system rows, {lake_rows:,} rows in the lake")
-        print(f"{'step':<22}{'seconds':>10}")
-        print(f"{'generate':<22}{generated:>10.1f}")
+        print(f"start-up (imports) {start_up:.1f} s; {changed_rows:,} business rows changed for the nightly")
+        print(f"{'run':<24}{'seconds':>10}{'of first':>10}{'in steps':>10}")
+        print(f"{'generate':<24}{generated:>10.1f}")
         for label, seconds in timings.items():
-            print(f"{label:<22}{seconds:>10.1f}")
+            print(f"{label:<24}{seconds:>10.1f}{seconds / full:>10.1%}{sum(steps[label].values()):>10.1f}")
+        for label in labels[1:]:
+            slowest = sorted(steps[label].items(), key=lambda item: -item[1])[: args.steps]
+            print(
+                f"slowest steps, {label}: "
+                + ", ".join(f"{s.replace('__', '/')} {t:.1f}s" for s, t in slowest)
+            )
         print(f"peak memory (RSS): {_peak_rss_mb():,.0f} MB")
+        nothing_new, changed = timings[labels[1]], timings[labels[2]]
+        verdicts = [
+            (f"{labels[2]} ≤ {CHANGED_SHARE_FLOOR:.0%} of first sync", changed / full <= CHANGED_SHARE_FLOOR),
+            (f"{labels[1]} ≤ {NOTHING_NEW_SECONDS:g} s", nothing_new <= NOTHING_NEW_SECONDS),
+        ]
+        for what, ok in verdicts:
+            print(f"{'PASS' if ok else 'FAIL'}: {what}")
         return 0
     finally:
         if args.keep:

@@ -426,9 +426,11 @@ class DatabaseLandingReport(LandingReport):
     columns_added: list[str] = field(default_factory=list)
     columns_removed: list[str] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
 
     def to_metadata(self) -> dict[str, Any]:
         metadata = super().to_metadata()
+        metadata["rows_read_from_source"] = self.rows_read
         metadata["full_reconciliation"] = self.full_reconciliation or "no (incremental, with look-back)"
         if self.reconciled_at is not None:
             metadata[LAST_FULL_RECONCILIATION] = self.reconciled_at.isoformat()
@@ -508,11 +510,6 @@ def land_database_table(
             duplicated_keys = _repeated(source_keys)
             if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
                 full = f"{duplicated_keys.len()} keys appear more than once at source"
-        if full is None:
-            # A cheap comparison of keys: a row inserted with an old updated_at is missed by any watermark.
-            unseen = _unseen_keys(lake, spec, source_keys, duplicated_keys)
-            if unseen:
-                full = f"{unseen} source keys not in bronze (inserted with an old {spec.watermark}?)"
         query = sa.select(table)
         since = None
         if full is None:
@@ -524,21 +521,22 @@ def land_database_table(
                     # Every row of a repeated key is read, so that all of them are set aside, not just the new.
                     recent = recent | table.c[key].in_(duplicated_keys.to_list())
                 query = query.where(recent)
-        query = query.order_by(table.c[spec.watermark], table.c[key])
-        try:
-            changed, rejected = _read_typed(connection, query, types, batch_size), _empty_rejects(types)
-        except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
-            # A value that does not fit its column's declared type (SQLite and extracts allow it): read
-            # as text, keep what types cleanly, and set the rest aside with the column and the reason.
-            log(f"{spec.table}: a value does not fit its declared type ({exc}); reading as text to find it")
-            text_query = sa.select(*(sa.cast(c, sa.String).label(c.name) for c in table.columns)).where(
-                query.whereclause if query.whereclause is not None else sa.true()
-            )
-            text = pl.read_database(
-                text_query, connection, schema_overrides=dict.fromkeys(types, pl.String())
-            )
-            changed, rejected = _type_text_rows(text, types)
+        changed, rejected = _read_changed(connection, query, table, types, batch_size, spec, log)
+        if full is None:
+            # A cheap comparison of keys: a row inserted with an old updated_at is missed by any watermark.
+            # Keys just read (new rows past the watermark) are not unseen: they are about to be merged.
+            read = [duplicated_keys, changed[key]]
+            if key in rejected.columns:
+                read.append(rejected[key])
+            read_keys = pl.concat([k.cast(pl.String) for k in read])
+            unseen = _unseen_keys(lake, spec, source_keys, read_keys)
+            if unseen:
+                full = f"{unseen} source keys not in bronze (inserted with an old {spec.watermark}?)"
+                changed, rejected = _read_changed(
+                    connection, sa.select(table), table, types, batch_size, spec, log
+                )
     report.full_reconciliation = full
+    report.rows_read = changed.height + rejected.height
     report.reconciled_at = loaded_at if full else last_full_reconciliation
     if not exists:
         duplicated_keys = _repeated(changed[key])
@@ -573,6 +571,10 @@ def land_database_table(
         .collect()
     )
     report.rows_deleted = vanished.height
+    if full is None and changed.height:
+        # Rows read again through the look-back are mostly as bronze holds them: merge only those that differ
+        # (a merge of unchanged rows writes nothing, but still scans the whole table).
+        changed = _differing_rows(lake, spec, changed, data_columns)
     upserts = pl.concat([changed, vanished], how="diagonal_relaxed")
     if upserts.height == 0:
         report.state = lake.state(spec.ref, operation="unchanged")
@@ -590,9 +592,59 @@ def land_database_table(
     return report
 
 
+def _read_changed(
+    connection: Any,
+    query: Any,
+    table: Any,
+    types: dict[str, pl.DataType],
+    batch_size: int,
+    spec: DatabaseTable,
+    log: Callable[[str], None],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows ``query`` selects, typed, and those set aside because a value does not fit its type."""
+    import sqlalchemy as sa
+
+    query = query.order_by(table.c[spec.watermark], table.c[spec.primary_key])
+    try:
+        return _read_typed(connection, query, types, batch_size), _empty_rejects(types)
+    except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+        # A value that does not fit its column's declared type (SQLite and extracts allow it): read
+        # as text, keep what types cleanly, and set the rest aside with the column and the reason.
+        log(f"{spec.table}: a value does not fit its declared type ({exc}); reading as text to find it")
+        text_query = sa.select(*(sa.cast(c, sa.String).label(c.name) for c in table.columns)).where(
+            query.whereclause if query.whereclause is not None else sa.true()
+        )
+        text = pl.read_database(text_query, connection, schema_overrides=dict.fromkeys(types, pl.String()))
+        return _type_text_rows(text, types)
+
+
+def _differing_rows(
+    lake: DeltaLake, spec: DatabaseTable, rows: pl.DataFrame, columns: list[str]
+) -> pl.DataFrame:
+    """The rows (read from the source) that bronze does not hold as they are: new keys, changed values, keys
+    bronze marks deleted. Bronze is read only where it can hold an identical row: its rows stamped at or after
+    the oldest ``watermark`` read (an identical row has the same stamp)."""
+    key, watermark = spec.primary_key, spec.watermark
+    schema = lake.scan(spec.ref).collect_schema()
+    if any(c not in schema for c in columns):
+        return rows
+    held = (
+        lake.scan(spec.ref)
+        .filter(pl.col(watermark) >= rows[watermark].min())
+        .filter(~pl.col(DELETED_IN_SOURCE))
+        .select(columns)
+        .join(rows.lazy().select(key), on=key, how="semi")
+        .collect()
+    )
+    if held.height == 0:
+        return rows
+    held = held.select(pl.col(c).cast(rows.schema[c]) for c in columns)
+    return rows.join(held, on=columns, how="anti", nulls_equal=True)
+
+
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.
 KEY_RANGES = 1024
-#: Beyond this many separate ranges to read, the query reads every key instead.
+#: Beyond this many separate ranges to read, the query selects keys by range number instead.
 MAX_KEY_RANGES_IN_QUERY = 100
 
 
@@ -612,7 +664,9 @@ class KeyRanges:
         if not self.buckets:
             return sa.false()
         if len(self._runs()) > MAX_KEY_RANGES_IN_QUERY:
-            return sa.true()  # changes everywhere: read every key
+            # Changes in many places: one condition on the range number rather than a long OR of ranges.
+            bucket = (column - sa.literal_column(str(self.low))) // sa.literal_column(str(self.width))
+            return bucket.in_(list(self.buckets))
         return sa.or_(
             *(
                 column.between(self.low + a * self.width, self.low + (b + 1) * self.width - 1)
@@ -622,8 +676,6 @@ class KeyRanges:
 
     def expr(self, key: str) -> pl.Expr:
         """The same ranges as a polars condition on bronze."""
-        if len(self._runs()) > MAX_KEY_RANGES_IN_QUERY:
-            return pl.lit(True)
         bucket = (pl.col(key) - self.low) // self.width
         return bucket.is_in(list(self.buckets))
 
@@ -698,14 +750,15 @@ def _repeated(keys: pl.Series) -> pl.Series:
 
 
 def _unseen_keys(lake: DeltaLake, spec: DatabaseTable, source_keys: pl.Series, duplicated: pl.Series) -> int:
-    """Source keys that are neither in bronze nor set aside in ``_rejected``."""
+    """Source keys that are neither in bronze nor set aside in ``_rejected``, nor in ``duplicated`` (keys
+    handled otherwise: repeated at source, or just read)."""
     known = [lake.scan(spec.ref).select(pl.col(spec.primary_key).cast(pl.String))]
     if lake.exists(spec.rejected_ref):
         rejected = lake.scan(spec.rejected_ref)
         if spec.primary_key in rejected.collect_schema().names():
             known.append(rejected.select(pl.col(spec.primary_key).cast(pl.String)))
     keys = pl.LazyFrame({spec.primary_key: source_keys.drop_nulls()}).filter(
-        ~pl.col(spec.primary_key).is_in(duplicated.implode())
+        ~pl.col(spec.primary_key).cast(pl.String).is_in(duplicated.cast(pl.String).implode())
     )
     return (
         keys.select(pl.col(spec.primary_key).cast(pl.String))

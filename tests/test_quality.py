@@ -192,14 +192,48 @@ def test_history_rows_and_data_docs_are_in_the_lake(nightly):
     assert len(pages) == 1
 
 
-def test_a_rerun_with_nothing_new_reuses_the_results_without_gx(nightly, sample_landing: Path):
-    defs, _, lake = nightly
+def test_a_rerun_with_nothing_new_reuses_the_results_without_validating(nightly, sample_landing: Path):
+    defs, first, lake = nightly
+    history_before = lake.version(HISTORY)
     again = defs.resolve_job_def("nightly_sync").execute_in_process(instance=dg.DagsterInstance.ephemeral())
     assert again.success
-    rows = lake.scan(HISTORY).filter(pl.col("run_id") == again.run_id).collect()
-    silver_gx = rows.filter((pl.col("layer") == "silver") & (pl.col("check_kind") == "gx"))
-    assert silver_gx.height and silver_gx["validated_scope"].str.starts_with("unchanged since").all()
-    assert silver_gx["rows_validated"].sum() == 0
+    # Nothing was validated again, so nothing new is recorded: the rows of the run that validated stand.
+    assert lake.version(HISTORY) == history_before
+    assert lake.scan(HISTORY).filter(pl.col("run_id") == again.run_id).collect().height == 0
+    quality = [e for e in again.get_asset_check_evaluations() if "suite_seconds" in e.metadata]
+    assert quality
+    for evaluation in quality:
+        metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        assert metadata["rows_validated"] == 0, evaluation.check_name
+        if evaluation.check_name == "freshness":  # depends on the clock: evaluated anew
+            assert "reused" not in metadata
+            continue
+        assert metadata["reused"] is True, (evaluation.asset_key, evaluation.check_name)
+        assert metadata["reused_from_run"] == first.run_id
+        assert metadata["validated_scope"].startswith(f"unchanged since version {metadata['delta_version']}")
+    # The reused results are the first run's, check by check.
+    before = {(e.asset_key, e.check_name): e.passed for e in first.get_asset_check_evaluations()}
+    assert all(before[(e.asset_key, e.check_name)] == e.passed for e in quality)
+
+
+def test_a_table_written_again_or_a_changed_lookup_is_validated_again(nightly, tmp_path: Path):
+    from kpi_lake.quality.reuse import reused_report
+
+    _, _, nightly_lake = nightly
+    shutil.copytree(nightly_lake.root, tmp_path / "lake")  # a copy: the other tests keep the nightly's lake
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    suites = {suite.ref: suite for suite in load_suites(EXPECTATIONS_ROOT)}
+    suite = next(s for s in suites.values() if s.depends_on and lake.exists(s.ref))
+    assert reused_report(lake, suite, "a-later-run") is not None
+    # A table the suite also reads is written (same rows, a new version): its checks are validated again.
+    dependency = suite.depends_on[0]
+    lake.overwrite(dependency, lake.scan(dependency).collect())
+    assert reused_report(lake, suite, "another-run") is None
+    # So is the table itself once written again, whatever it holds.
+    plain = next(s for s in suites.values() if not s.depends_on and lake.exists(s.ref))
+    assert reused_report(lake, plain, "a-third-run") is not None
+    lake.overwrite(plain.ref, lake.scan(plain.ref).collect())
+    assert reused_report(lake, plain, "a-fourth-run") is None
 
 
 # ---- a corrupted silver table: bad rows withheld, a structural failure stops publication----------------------------------------------------

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from kpi_lake.quality.docs import DOCS_PATH, DocsPublished, docs_uri, render_data_docs, store_gx_results
 from kpi_lake.quality.history import HISTORY, append_history, history_rows
 from kpi_lake.quality.results import CheckOutcome, ValidationReport
+from kpi_lake.quality.reuse import reused_report
 from kpi_lake.quality.suites import Expectation, Suite, SuiteError, load_suite, load_suites
 from kpi_lake.quality.validate import validate_table
 
@@ -64,6 +65,11 @@ def run_suite(
 
     Data Docs are a view: failing to store their input is reported, never a reason to lose the results.
     """
+    reused = reused_report(lake, suite, run_id)
+    if reused is not None:  # the table and what its checks read are unchanged: nothing to validate or record
+        if log:
+            log(f"{suite.ref}: {reused[0].validated_scope}")
+        return SuiteRun(reused[0], reused[1], docs_stored=False)
     report = validate_table(lake, suite, run_id, documented_columns=documented_columns, log=log)
     history_version = append_history(lake, report)
     stored, docs_error = False, None

@@ -61,6 +61,8 @@ class ValidationReport:
     #: GX's own validation results (JSON dicts), for Data Docs; empty when GX did not run.
     gx_results: list[dict[str, Any]] = field(default_factory=list)
     gx_seconds: float = 0.0
+    #: Set when nothing was validated: the table was unchanged and these are that run's results, re-emitted.
+    reused_from_run: str | None = None
 
     def failures(self, severity: Severity | None = None) -> list[CheckOutcome]:
         return [o for o in self.outcomes if not o.success and (severity is None or o.severity == severity)]
