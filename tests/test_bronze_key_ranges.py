@@ -60,10 +60,11 @@ def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path)
         spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
     )
     assert again.rows_deleted == 0 and again.rows_written == 0 and again.full_reconciliation is None
-    # Nothing differs: the keys are not read at all (only counts and sums per range).
+    # Nothing differs: the keys are not read at all, and one whole-table count and sum answered (no ranges).
     reads = statements.key_reads()
     assert reads and all(" WHERE false" in s or " WHERE 0 = 1" in s for s in reads), reads
-    assert any("count(DISTINCT cases.case_id)" in s for s in statements.sent)
+    assert any("count(cases.case_id)" in s and "sum(cases.case_id)" in s for s in statements.sent)
+    assert not any("GROUP BY" in s for s in statements.sent), statements.sent
 
     deleted = 7 + 3 * 12_345
     with engine.begin() as connection:
@@ -97,3 +98,36 @@ def test_a_key_inserted_with_an_old_stamp_is_noticed_in_its_range(tmp_path: Path
     )
     assert report.full_reconciliation is not None and "not in bronze" in report.full_reconciliation
     assert 8 in lake.scan(spec.ref).collect()["case_id"].to_list()
+
+
+def test_without_a_declared_primary_key_the_totals_count_distinct_keys_and_a_repeat_is_found(tmp_path: Path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'extract.sqlite'}")
+    with engine.begin() as connection:  # an extract table: no primary key declared
+        connection.execute(sa.text("create table cases (case_id integer, status text, updated_at timestamp)"))
+        connection.execute(
+            sa.text("insert into cases values (:id, 'open', :at)"),
+            [{"id": i, "at": STAMP} for i in range(500)],
+        )
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    statements = Statements(engine)
+    quiet = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert quiet.rows_written == 0 and quiet.full_reconciliation is None
+    assert any("count(DISTINCT cases.case_id)" in s for s in statements.sent)
+    assert not any("GROUP BY" in s for s in statements.sent)
+    with engine.begin() as connection:  # key 42 twice, the copy with an old stamp (outside the look-back)
+        connection.execute(
+            sa.text("insert into cases values (42, 'closed', :at)"), {"at": STAMP - dt.timedelta(days=9)}
+        )
+    statements.sent.clear()
+    repeated = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r3", loaded_at=now, last_full_reconciliation=now
+    )
+    assert any("GROUP BY" in s for s in statements.sent)  # the totals differed: compared range by range
+    assert repeated.rows_rejected == 2, repeated.rejected_reasons  # both rows of key 42 set aside, with why
+    rejected = lake.scan(spec.rejected_ref).collect()
+    assert rejected["case_id"].to_list() == ["42", "42"]  # set aside as text, as the source gave it
