@@ -77,6 +77,11 @@ def main() -> int:
         load = os.getloadavg()
         print(f"bronze + silver education + checks, {args.rows:,} rows: {seconds:.1f} s, peak RSS "
               f"{peak / 1e9:.2f} GB ({peak / 2**20:,.0f} MiB) (load average {load[0]:.1f} {load[1]:.1f})")  # fmt: skip
+        import polars as pl
+
+        for table in ("silver/open_data/education", "silver/open_data/education_quarantine"):
+            count = pl.scan_delta(str(work / "lake" / table)).select(pl.len()).collect().item()
+            print(f"  {table}: {count:,} rows")
         print("peak RSS by step (MiB, seconds):")
         for line in steps.read_text().splitlines():
             step, mib, sampled = line.split("\t")
