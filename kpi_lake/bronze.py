@@ -11,6 +11,7 @@ nothing new writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import fnmatch
@@ -156,6 +157,11 @@ class LandingReport:
         return metadata
 
 
+#: Landed files at least this large are streamed into bronze (scanned twice: validated, then written) rather
+#: than read whole: a 5-million-row EES file (1 GB) would take several GB as a frame.
+STREAM_FROM_BYTES = 64 * 1024 * 1024
+
+
 def land_files(
     spec: FileTable,
     *,
@@ -165,6 +171,32 @@ def land_files(
     siblings: Sequence[FileTable] = (),
     loaded_at: dt.datetime | None = None,
     log: Callable[[str], None] = lambda _: None,
+) -> LandingReport:
+    """Load the files of ``spec`` that bronze does not hold yet, in one commit (see :func:`_land_files`)."""
+    # A streamed file is read when the table is written: its local copy is kept until then.
+    with contextlib.ExitStack() as keep_open:
+        return _land_files(
+            spec,
+            lake=lake,
+            landing=landing,
+            run_id=run_id,
+            siblings=siblings,
+            loaded_at=loaded_at,
+            log=log,
+            keep_open=keep_open,
+        )
+
+
+def _land_files(
+    spec: FileTable,
+    *,
+    lake: DeltaLake,
+    landing: LandingZone,
+    run_id: str,
+    siblings: Sequence[FileTable],
+    loaded_at: dt.datetime | None,
+    log: Callable[[str], None],
+    keep_open: contextlib.ExitStack,
 ) -> LandingReport:
     """Load the files of ``spec`` that bronze does not hold yet, in one commit. Returns what it did.
 
@@ -180,9 +212,10 @@ def land_files(
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     known_bad = _known_bad_files(lake, spec.bad_files_ref)
-    frames: list[pl.DataFrame] = []
+    frames: list[pl.LazyFrame] = []
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
-        with landing.open_local(landed) as path:
+        with contextlib.ExitStack() as opened:
+            path = opened.enter_context(landing.open_local(landed))
             digest = file_hash(path)
             if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
                 report.skipped_unchanged.append(landed.name)
@@ -192,13 +225,19 @@ def land_files(
                 continue
             try:
                 raw = read_raw_file(
-                    path, source_file=landed.name, header_row=spec.header_row, content_hash=digest
+                    path,
+                    source_file=landed.name,
+                    header_row=spec.header_row,
+                    content_hash=digest,
+                    stream_from_bytes=STREAM_FROM_BYTES,
                 )
             except RawFileError as error:
                 report.bad_files.append(
                     BadFile(landed.name, digest, str(error), error.row, error.column, error.byte_offset)
                 )
                 continue
+            if isinstance(raw.frame, pl.LazyFrame):
+                keep_open.enter_context(opened.pop_all())
         owner = _layout_owner(spec, siblings, landed.name, raw.columns)
         if owner is None:
             report.skipped_other_layout.append(landed.name)
@@ -210,13 +249,14 @@ def land_files(
             else:  # the table its columns are closest to records it
                 report.skipped_other_layout.append(landed.name)
             continue
-        issues = raw.frame.filter(pl.col(PARSE_ISSUE).is_not_null()).height
+        issues = raw.rows_with_parse_issues
         if issues:
             log(f"{landed.name}: {issues} rows do not match the header's width; kept with _parse_issue set")
         report.rows_with_parse_issues += issues
-        frames.append(raw.frame)
+        frames.append(raw.frame.lazy())
+        report.rows_written += raw.height
         report.loaded.append(landed.name)
-        log(f"{landed.name}: {raw.frame.height} rows ({raw.encoding}, header on row {raw.header_row})")
+        log(f"{landed.name}: {raw.height} rows ({raw.encoding}, header on row {raw.header_row})")
         known_hashes.add(digest)
 
     if report.bad_files:
@@ -237,9 +277,9 @@ def land_files(
         pl.lit(run_id).alias(RUN_ID),
     )
     batch = _order_columns(batch)
-    report.rows_written = batch.height
     names = ", ".join(_sql_string(name) for name in report.loaded)
-    # Each file's rows are unique by row number and the predicate removes every earlier row of these files.
+    # Lazy: the write streams the files (a large one straight from its scan), never one whole frame. Each
+    # file's rows are unique by row number and the predicate removes every earlier row of these files.
     report.state = lake.replace_where(
         spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})", unique_keys=FILE_ROW_KEYS
     )
@@ -312,7 +352,7 @@ def _known_files(lake: DeltaLake, ref: TableRef) -> dict[str, str]:
     return dict(zip(known[SOURCE_FILE].to_list(), known[SOURCE_HASH].to_list(), strict=True))
 
 
-def _order_columns(frame: pl.DataFrame) -> pl.DataFrame:
+def _order_columns(frame: pl.LazyFrame) -> pl.LazyFrame:
     lineage = [
         SOURCE_FILE,
         SOURCE_HASH,
@@ -324,9 +364,10 @@ def _order_columns(frame: pl.DataFrame) -> pl.DataFrame:
         LOADED_AT,
         RUN_ID,
     ]
-    data = [c for c in frame.columns if not c.startswith("_")]
-    rest = [c for c in frame.columns if c.startswith("_") and c not in lineage]
-    return frame.select(data + [c for c in lineage if c in frame.columns] + rest)
+    columns = frame.collect_schema().names()
+    data = [c for c in columns if not c.startswith("_")]
+    rest = [c for c in columns if c.startswith("_") and c not in lineage]
+    return frame.select(data + [c for c in lineage if c in columns] + rest)
 
 
 def _sql_string(value: str) -> str:

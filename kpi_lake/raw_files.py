@@ -63,7 +63,8 @@ class RawFileError(ValueError):
 class RawFile:
     """A file read as text: ``frame`` holds its rows, ``columns`` maps normalised to original headers."""
 
-    frame: pl.DataFrame
+    #: A LazyFrame (a scan of the file) when the file was large enough to stream: see ``read_raw_file``.
+    frame: pl.DataFrame | pl.LazyFrame
     source_file: str
     content_hash: str
     encoding: str
@@ -72,6 +73,25 @@ class RawFile:
     sheets: tuple[str, ...] = ()
     delimiter: str | None = None  # None for a spreadsheet
     decimal_mark: str = "."
+    #: Counted while validating a streamed file (a scan has no height of its own).
+    rows: int | None = None
+    issue_rows: int | None = None
+
+    @property
+    def height(self) -> int:
+        """Rows read from the file."""
+        if isinstance(self.frame, pl.DataFrame):
+            return self.frame.height
+        assert self.rows is not None
+        return self.rows
+
+    @property
+    def rows_with_parse_issues(self) -> int:
+        """Rows with ``_parse_issue`` set (a width that differs from the header's, a cut-short last row)."""
+        if isinstance(self.frame, pl.DataFrame):
+            return self.frame.filter(pl.col(PARSE_ISSUE).is_not_null()).height
+        assert self.issue_rows is not None
+        return self.issue_rows
 
 
 def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -242,11 +262,15 @@ def read_raw_file(
     source_file: str,
     header_row: int | None = None,
     content_hash: str | None = None,
+    stream_from_bytes: int | None = None,
 ) -> RawFile:
     """Read a CSV or spreadsheet at ``path`` as text, with lineage columns.
 
     ``source_file`` is the name recorded in lineage (the path relative to the landing zone).
-    ``header_row`` (1-based) overrides header detection.
+    ``header_row`` (1-based) overrides header detection. With ``stream_from_bytes``, a UTF-8 delimited file
+    of at least that size that polars reads cleanly comes back as a lazy scan (the same rows and columns,
+    validated by one streamed pass): it is never held in memory whole, and ``path`` must stay readable until
+    the frame has been consumed.
     """
     path = Path(path)
     if not path.exists():
@@ -259,7 +283,7 @@ def read_raw_file(
         if suffix in SPREADSHEET_SUFFIXES:
             raw = _read_spreadsheet(path, source_file, header_row)
         else:
-            raw = _read_delimited(path, source_file, header_row)
+            raw = _read_delimited(path, source_file, header_row, stream_from_bytes)
     except RawFileError:
         raise
     except UnicodeError as error:
@@ -287,10 +311,14 @@ def read_raw_file(
         sheets=raw.sheets,
         delimiter=raw.delimiter,
         decimal_mark=raw.decimal_mark,
+        rows=raw.rows,
+        issue_rows=raw.issue_rows,
     )
 
 
-def _read_delimited(path: Path, source_file: str, header_row: int | None) -> RawFile:
+def _read_delimited(
+    path: Path, source_file: str, header_row: int | None, stream_from_bytes: int | None = None
+) -> RawFile:
     encoding = detect_encoding(path, source_file)
     with open(path, encoding=encoding, newline="") as handle:
         sample = handle.read(256 * 1024)
@@ -304,6 +332,32 @@ def _read_delimited(path: Path, source_file: str, header_row: int | None) -> Raw
     headers = head_rows[header_index]
     names = normalise_column_names(headers)
     columns = dict(zip(names, (h or "" for h in headers), strict=True))
+    preamble = pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE)
+
+    if (
+        stream_from_bytes is not None
+        and encoding in ("utf-8", "utf-8-sig")
+        and path.stat().st_size >= stream_from_bytes
+    ):
+        scanned = _scan_with_polars(path, delimiter, header_index, names)
+        if scanned is not None:
+            frame, rows = scanned
+            issue = _truncation_issue(path, encoding, delimiter, len(names)) if rows else None
+            if issue is not None:
+                last = pl.col(SOURCE_ROW) == header_index + 1 + rows
+                frame = frame.with_columns(pl.when(last).then(pl.lit(issue)).alias(PARSE_ISSUE))
+            return RawFile(
+                frame=frame.with_columns(preamble),
+                source_file=source_file,
+                content_hash="",
+                encoding=encoding,
+                header_row=header_index + 1,
+                columns=columns,
+                delimiter=delimiter,
+                decimal_mark=detect_decimal_mark(frame, names, delimiter),
+                rows=rows,
+                issue_rows=int(issue is not None),
+            )
 
     try:
         frame = _read_with_polars(path, encoding, delimiter, header_index, names)
@@ -311,7 +365,7 @@ def _read_delimited(path: Path, source_file: str, header_row: int | None) -> Raw
         # Ragged or otherwise awkward rows: read record by record so nothing is lost.
         frame = _read_with_csv_module(path, encoding, delimiter, header_index, names)
     frame = _flag_truncated_last_row(frame, path, encoding, delimiter, len(names))
-    frame = frame.with_columns(pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE))
+    frame = frame.with_columns(preamble)
     return RawFile(
         frame=frame,
         source_file=source_file,
@@ -330,15 +384,20 @@ _DECIMAL_COMMA = r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d+),\d+\s*%?\s*$"
 _DECIMAL_POINT = r"^\s*[-+]?(\d{1,3}(,\d{3})+|\d+)\.\d+\s*%?\s*$"
 
 
-def detect_decimal_mark(frame: pl.DataFrame, columns: list[str], delimiter: str) -> str:
+def detect_decimal_mark(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], delimiter: str) -> str:
     """``","`` when a file not separated by commas writes its numbers with decimal commas (European CSV,
     ``33,5`` in a ``;`` file) and never with a decimal point; else ``"."``. Silver parses numbers by it."""
-    if delimiter == "," or frame.height == 0 or not columns:
+    if delimiter == "," or (isinstance(frame, pl.DataFrame) and frame.height == 0) or not columns:
         return "."
-    counts = frame.select(
-        pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_COMMA).sum() for c in columns).alias("comma"),
-        pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_POINT).sum() for c in columns).alias("point"),
-    ).row(0)
+    counts = (
+        frame.lazy()
+        .select(
+            pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_COMMA).sum() for c in columns).alias("comma"),
+            pl.sum_horizontal(pl.col(c).str.contains(_DECIMAL_POINT).sum() for c in columns).alias("point"),
+        )
+        .collect(engine="streaming")
+        .row(0)
+    )
     return "," if counts[0] and not counts[1] else "."
 
 
@@ -378,16 +437,66 @@ def _read_with_polars(
     )
 
 
+def _scan_with_polars(
+    path: Path, delimiter: str, header_index: int, names: list[str]
+) -> tuple[pl.LazyFrame, int] | None:
+    """The file as a lazy scan with the columns :func:`_read_with_polars` gives, and its row count; None when
+    polars cannot read it as it is (the caller then reads it whole, which copes with ragged rows).
+
+    One streamed pass parses every cell first, so a file polars would refuse is found before any of it is
+    written.
+    """
+    scan = pl.scan_csv(
+        path,
+        separator=delimiter,
+        skip_rows=header_index,
+        has_header=True,
+        new_columns=names,
+        infer_schema=False,
+        extra_columns="raise",
+        raise_if_empty=False,
+        truncate_ragged_lines=False,
+        row_index_name=SOURCE_ROW,
+        row_index_offset=header_index + 2,
+    )
+    try:
+        if len(scan.collect_schema()) != len(names) + 1:
+            return None
+        rows = scan.select(pl.len(), pl.col(names).null_count()).collect(engine="streaming").item(0, 0)
+    except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.NoDataError):
+        return None
+    frame = scan.select(
+        *names,
+        pl.col(SOURCE_ROW).cast(pl.Int64),
+        pl.lit(None, dtype=pl.String).alias(PARSE_ISSUE),
+        pl.lit(None, dtype=pl.String).alias(EXTRA_FIELDS),
+    )
+    return frame, rows
+
+
 def _flag_truncated_last_row(
     frame: pl.DataFrame, path: Path, encoding: str, delimiter: str, width: int
 ) -> pl.DataFrame:
-    """Flag a last row cut short (a file truncated in transfer): polars pads it with nulls silently.
+    """Flag a last row cut short (a file truncated in transfer): polars pads it with nulls silently."""
+    if frame.height == 0 or frame[PARSE_ISSUE][-1] is not None:
+        return frame
+    issue = _truncation_issue(path, encoding, delimiter, width)
+    if issue is None:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == frame.height - 1)
+        .then(pl.lit(issue))
+        .otherwise(pl.col(PARSE_ISSUE))
+        .alias(PARSE_ISSUE)
+    )
+
+
+def _truncation_issue(path: Path, encoding: str, delimiter: str, width: int) -> str | None:
+    """What is wrong with a file's last row when it was cut short, else None.
 
     Only a file that does not end with a line break can have been cut mid-row; its last record is
     re-read with the csv module and its field count compared with the header's.
     """
-    if frame.height == 0 or frame[PARSE_ISSUE][-1] is not None:
-        return frame
     with open(path, "rb") as handle:
         head = handle.read(4)
         handle.seek(0, 2)
@@ -396,19 +505,13 @@ def _flag_truncated_last_row(
         tail = handle.read()
     text = tail.decode(_tail_codec(encoding, head, whole=size <= len(tail)), errors="replace")
     if text.endswith(("\n", "\r")):
-        return frame
+        return None
     if size > len(tail):  # start at a line boundary; the first partial line is not ours to judge
         text = text.split("\n", 1)[-1]
     records = [r for r in _csv_records(text, delimiter, limit=1_000_000) if r]
     if not records or len(records[-1]) >= width:
-        return frame
-    issue = f"last row has {len(records[-1])} fields, the header has {width}: the file looks truncated"
-    return frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == frame.height - 1)
-        .then(pl.lit(issue))
-        .otherwise(pl.col(PARSE_ISSUE))
-        .alias(PARSE_ISSUE)
-    )
+        return None
+    return f"last row has {len(records[-1])} fields, the header has {width}: the file looks truncated"
 
 
 def _tail_codec(encoding: str, head: bytes, *, whole: bool) -> str:

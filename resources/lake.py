@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import dagster as dg
 import polars as pl
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, WriterProperties
 
 from kpi_lake.frames import delta_compatible
 from kpi_lake.raw_files import LOADED_AT
@@ -38,6 +38,10 @@ WRITE_ID_KEY = "kpi_lake.write_id"
 #: Commit metadata key naming the key columns a write left unique (it checked the table before writing, and what
 #: it wrote cannot repeat a key): the next :meth:`DeltaLake.heal_duplicate_keys` of those keys reads only the log.
 UNIQUE_KEYS_KEY = "kpi_lake.unique_keys"
+#: Rows per Parquet row group in the lake's files (delta-rs writes 1M by default). A streamed read decodes a
+#: row group at a time, and reading a slice of rows decodes every row group it touches: with 1M-row groups a
+#: 5M-row bronze table took 2.5 GB to scan; 128k rows keep that to a few hundred MB.
+ROW_GROUP_ROWS = 128 * 1024
 #: Longest wait between two attempts, whatever the backoff says.
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -490,7 +494,11 @@ class DeltaLake(dg.ConfigurableResource):
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
     ) -> TableState:
-        options: dict[str, Any] = {"schema_mode": schema_mode}
+        options: dict[str, Any] = {
+            "schema_mode": schema_mode,
+            # Snappy, as delta-rs writes by default: WriterProperties alone would mean uncompressed files.
+            "writer_properties": WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
+        }
         write_id, retries = uuid.uuid4().hex, []
         options["commit_properties"] = CommitProperties(
             custom_metadata={

@@ -155,3 +155,66 @@ def test_truncated_last_row_is_flagged_not_padded_silently(tmp_path: Path):
     complete = tmp_path / "no_final_newline.csv"
     complete.write_text("kpi,actual,target\nA1,85.2,90\nA2,7,")  # complete, just no line break at the end
     assert read_raw_file(complete, source_file="x.csv").frame[PARSE_ISSUE].null_count() == 2
+
+
+def _streamed_and_whole(path: Path, source_file: str) -> tuple:
+    whole = read_raw_file(path, source_file=source_file)
+    streamed = read_raw_file(path, source_file=source_file, stream_from_bytes=0)
+    return whole, streamed
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "education/ks2_la.csv",  # UTF-8 BOM
+        "education/absence_by_term.csv",
+        "education/absence_by_term.meta.csv",  # CRLF
+        "education/UD_NEETNK_LA_dashboard_2025.csv",
+        "education/cin_sen_la.csv",
+        "emissions/beis_2005-19_local_co2_subset_wide.csv",  # title row
+        "survey/ons_life_satisfaction_table1.csv",  # five rows above the header
+        "benchmarks/oflog_asc_data.csv",
+        "geography/Ward_to_LAD_Dec2019_UK.csv",
+    ],
+)
+def test_a_streamed_large_file_lands_the_same_rows_as_a_whole_read(real_samples: Path, relative: str):
+    # Bronze streams a large file (a lazy scan, validated by one pass) instead of reading it whole: the rows,
+    # columns, lineage and row count must be those of the whole read, cell for cell.
+    whole, streamed = _streamed_and_whole(real_samples / relative, relative)
+    assert isinstance(streamed.frame, pl.LazyFrame), "a clean UTF-8 file is streamed"
+    assert streamed.height == whole.height
+    assert streamed.rows_with_parse_issues == whole.rows_with_parse_issues == 0
+    assert (streamed.header_row, streamed.columns, streamed.decimal_mark) == (
+        whole.header_row,
+        whole.columns,
+        whole.decimal_mark,
+    )
+    assert streamed.frame.collect().equals(whole.frame)
+
+
+def test_streaming_keeps_what_the_whole_read_does_on_awkward_files(tmp_path: Path):
+    cut = tmp_path / "cut.csv"
+    cut.write_text("kpi,actual,target\nA1,85.2,90\nA2,7")  # a transfer stopped mid-row
+    whole, streamed = _streamed_and_whole(cut, "cut.csv")
+    assert streamed.frame.collect().equals(whole.frame)
+    assert streamed.rows_with_parse_issues == 1
+    assert "truncated" in streamed.frame.collect()[PARSE_ISSUE][1]
+
+    european = tmp_path / "european.csv"
+    european.write_text("area;value\nE1;33,5\nE2;1.234,5\n", encoding="utf-8")
+    whole, streamed = _streamed_and_whole(european, "european.csv")
+    assert streamed.decimal_mark == whole.decimal_mark == ","
+    assert streamed.frame.collect().equals(whole.frame)
+
+    # A row wider than the header: polars refuses it, so the file is read whole by the record reader
+    # (nothing lost), not streamed.
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("kpi,actual\nA1,1\nA2,2,extra\nA3,3\n")
+    whole, streamed = _streamed_and_whole(ragged, "ragged.csv")
+    assert isinstance(streamed.frame, pl.DataFrame)
+    assert streamed.frame.equals(whole.frame)
+    assert streamed.frame[EXTRA_FIELDS].to_list() == [None, "extra", None]
+
+    cp1252 = tmp_path / "export.csv"
+    cp1252.write_bytes("kpi,commentary\r\nA1,£5\r\n".encode("cp1252"))
+    assert isinstance(read_raw_file(cp1252, source_file="x", stream_from_bytes=0).frame, pl.DataFrame)

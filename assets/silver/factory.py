@@ -11,6 +11,7 @@ import polars as pl
 
 from kpi_lake import personal_data, rebuild
 from kpi_lake.conform import Conformed
+from kpi_lake.frames import shared_hashes
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake, data_version
 from resources.landing import LandingZone
@@ -176,12 +177,10 @@ def _refuse_duplicate_keys(spec: SilverTable, rows: pl.LazyFrame) -> None:
         return
     key = list(spec.primary_key)
     hashed = pl.struct(key).hash(seed=7).alias("_key_hash")
-    shared = (
-        rows.select(hashed).group_by("_key_hash").len().filter(pl.col("len") > 1).collect(engine="streaming")
-    )
-    if shared.height == 0:
+    shared = shared_hashes(rows.select(hashed))
+    if shared.len() == 0:
         return
-    candidates = rows.filter(hashed.is_in(shared["_key_hash"].implode())).select(key).collect()
+    candidates = rows.filter(hashed.is_in(shared.implode())).select(key).collect(engine="streaming")
     duplicates = candidates.group_by(key).len().filter(pl.col("len") > 1)
     if duplicates.height:
         raise dg.Failure(

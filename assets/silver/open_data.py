@@ -74,7 +74,8 @@ def _stream_education(
 
 
 #: Education is conformed in slices and partitioned by publication and period: a 5-million-row school-level
-#: file fits in a few GB, and a new or corrected file rewrites only its publication's partitions.
+#: file fits in 2 GB (bronze, silver and checks), and a new or corrected file rewrites only its publication's
+#: partitions.
 EDUCATION_STREAMED = Streamed(
     units=education_publications,
     run=_stream_education,

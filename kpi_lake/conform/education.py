@@ -156,8 +156,9 @@ _PERIOD_TABLE = pl.DataFrame(
 )
 
 
-#: Bronze rows conformed at a time. Memory is bounded by this, not by the file: silver of a 2-million-row
-#: school-level EES file peaks at 1.3 GB, conformed in twenty slices, each written before the next is read.
+#: Bronze rows conformed at a time. Memory is bounded by this, not by the file: the whole sync of a 2-million-row
+#: school-level EES file peaks at 1.8 GB and of a 5-million-row one at 1.9 GB (docs/BENCHMARKS.md), each slice
+#: written before the next is read.
 ROWS_PER_BATCH = 100_000
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from kpi_lake.frames import shared_hashes
 from kpi_lake.quality import native
 from kpi_lake.quality.history import previous_results
 from kpi_lake.quality.results import SAMPLE_SIZE, CheckOutcome, ValidationReport, jsonable
@@ -211,7 +212,7 @@ def _fingerprint(frame: pl.LazyFrame) -> str:
     total, rows = (
         frame.select(pl.struct(rounded).hash(seed=_HASH_SEED).alias("h"))
         .select(pl.col("h").sum(), pl.len())
-        .collect()
+        .collect(engine="streaming")
         .row(0)
     )
     columns = ",".join(f"{name}:{dtype}" for name, dtype in schema.items())
@@ -372,16 +373,12 @@ def _polars_outcomes(batch: _Batch, rows: int) -> dict[str, CheckOutcome]:
             # GX skips rows where all (compound) or the (single) column is null.
             present = frame.filter(pl.any_horizontal(pl.col(columns).is_not_null()))
             hashed = pl.struct(columns).hash(seed=_HASH_SEED).alias("_h")
-            shared = (
-                present.select(hashed)
-                .group_by("_h")
-                .len()
-                .filter(pl.col("len") > 1)
-                .collect(engine="streaming")
-            )
+            shared = shared_hashes(present.select(hashed))
             duplicated = pl.DataFrame()
-            if shared.height:
-                candidates = present.filter(hashed.is_in(shared["_h"].implode())).select(columns).collect()
+            if shared.len():
+                candidates = (
+                    present.filter(hashed.is_in(shared.implode())).select(columns).collect(engine="streaming")
+                )
                 duplicated = candidates.filter(pl.struct(columns).is_duplicated())
             counted = present.select(pl.len()).collect(engine="streaming").item()
             outcome.success = duplicated.height == 0
