@@ -47,7 +47,7 @@ def test_a_changed_model_is_parsed_again(tree: Path):
 def test_a_broken_tree_is_never_cached_and_fails_every_time(tree: Path):
     (tree / "gold/kpi_mart/broken.sql").write_text("select from where")
     for _ in range(2):
-        with pytest.raises(SqlModelError, match="broken.sql"):
+        with pytest.raises(SqlModelError, match=r"broken\.sql"):
             load_sql_models(tree)
     assert _entries(tree) == []
 
