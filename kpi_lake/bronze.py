@@ -213,6 +213,7 @@ def _land_files(
     known_hashes = set(known.values())
     known_bad = _known_bad_files(lake, spec.bad_files_ref)
     frames: list[pl.LazyFrame] = []
+    streamed = False
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
         with contextlib.ExitStack() as opened:
             path = opened.enter_context(landing.open_local(landed))
@@ -253,6 +254,7 @@ def _land_files(
         if issues:
             log(f"{landed.name}: {issues} rows do not match the header's width; kept with _parse_issue set")
         report.rows_with_parse_issues += issues
+        streamed = streamed or isinstance(raw.frame, pl.LazyFrame)
         frames.append(raw.frame.lazy())
         report.rows_written += raw.height
         report.loaded.append(landed.name)
@@ -277,8 +279,12 @@ def _land_files(
         pl.lit(run_id).alias(RUN_ID),
     )
     batch = _order_columns(batch)
+    if not streamed:
+        # Files read whole are written as one frame: delta-rs writes a stream of batches in the order they
+        # arrive from its workers, a frame in its own order (a landed file's rows stay in file order).
+        batch = batch.collect()
     names = ", ".join(_sql_string(name) for name in report.loaded)
-    # Lazy: the write streams the files (a large one straight from its scan), never one whole frame. Each
+    # With a streamed file the write streams (that file straight from its scan), never one whole frame. Each
     # file's rows are unique by row number and the predicate removes every earlier row of these files.
     report.state = lake.replace_where(
         spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})", unique_keys=FILE_ROW_KEYS
