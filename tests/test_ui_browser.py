@@ -58,8 +58,10 @@ def synced_ui(sample_landing: Path, tmp_path_factory: pytest.TempPathFactory) ->
         timeout=1200,
     )
     assert sync.returncode == 0, sync.stdout[-3000:] + sync.stderr[-3000:]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs(limit=1)
+    with pytest.MonkeyPatch.context() as patched:  # opened as Dagster's tools open it: DAGSTER_HOME set
+        patched.setenv("DAGSTER_HOME", str(home))
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs(limit=1)
     assert runs, "the CLI sync recorded no run in DAGSTER_HOME"
 
     port = free_port()
