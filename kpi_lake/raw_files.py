@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -401,6 +402,21 @@ def detect_decimal_mark(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], 
     return "," if counts[0] and not counts[1] else "."
 
 
+def _csv_options(delimiter: str, header_index: int, names: list[str]) -> dict[str, Any]:
+    """How polars reads a landed CSV, whole or scanned: every cell as text under the detected header's names,
+    a row wider than the header refused (the caller then reads record by record, keeping the extra fields)."""
+    return {
+        "separator": delimiter,
+        "skip_rows": header_index,
+        "has_header": True,
+        "new_columns": names,
+        "infer_schema": False,
+        "extra_columns": "raise",
+        "raise_if_empty": False,
+        "truncate_ragged_lines": False,
+    }
+
+
 def _read_with_polars(
     path: Path, encoding: str, delimiter: str, header_index: int, names: list[str]
 ) -> pl.DataFrame:
@@ -413,17 +429,7 @@ def _read_with_polars(
                 dst.write(chunk)
         source = Path(tmp.name)
     try:
-        frame = pl.read_csv(
-            source,
-            separator=delimiter,
-            skip_rows=header_index,
-            has_header=True,
-            new_columns=names,
-            infer_schema=False,
-            extra_columns="raise",
-            raise_if_empty=False,
-            truncate_ragged_lines=False,
-        )
+        frame = pl.read_csv(source, **_csv_options(delimiter, header_index, names))
     finally:
         if source is not path:
             Path(str(source)).unlink(missing_ok=True)
@@ -448,14 +454,7 @@ def _scan_with_polars(
     """
     scan = pl.scan_csv(
         path,
-        separator=delimiter,
-        skip_rows=header_index,
-        has_header=True,
-        new_columns=names,
-        infer_schema=False,
-        extra_columns="raise",
-        raise_if_empty=False,
-        truncate_ragged_lines=False,
+        **_csv_options(delimiter, header_index, names),
         row_index_name=SOURCE_ROW,
         row_index_offset=header_index + 2,
     )

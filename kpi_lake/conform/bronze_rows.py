@@ -63,7 +63,35 @@ def load_bronze(frame: pl.LazyFrame | None, *, lineage: dict[str, pl.DataType] |
     return _flag_cut_short_last_rows(loaded, data)
 
 
-_CUT_SHORT_EVIDENCE = 5
+#: A file's last row is called cut short only when at least this many other rows fill what it leaves empty.
+CUT_SHORT_EVIDENCE = 5
+
+
+def cut_short_issue(data: list[str]) -> pl.Expr:
+    """Why a file's last row looks cut short, else null: the columns it leaves empty though every other row of
+    the file fills them. Evaluated on the last row joined with its file's counts (``_rows``, and
+    ``_filled_<column>`` for each of ``data``)."""
+    empty = (
+        pl.concat_list(
+            [
+                pl.when(
+                    ~has_text(c)
+                    & (pl.col(f"_filled_{c}") == pl.col("_rows") - 1)
+                    & (pl.col("_rows") > CUT_SHORT_EVIDENCE)
+                ).then(pl.lit(c))
+                for c in data
+            ]
+        )
+        .list.drop_nulls()
+        .list.join(", ")
+    )
+    return pl.when(empty != "").then(
+        pl.format(
+            "the file's last row ends early ({} empty, though every other row fills them): the file looks "
+            "truncated",
+            empty,
+        )
+    )
 
 
 def _flag_cut_short_last_rows(bronze: pl.DataFrame, data: list[str]) -> pl.DataFrame:
@@ -71,7 +99,7 @@ def _flag_cut_short_last_rows(bronze: pl.DataFrame, data: list[str]) -> pl.DataF
 
     The reader already flags a last row with too few fields (a cut mid-field); a cut right after a
     delimiter leaves the field count whole and only shows as cells missing where every other row has one.
-    It needs at least ``_CUT_SHORT_EVIDENCE`` other rows: in a smaller file a blank last cell is as likely
+    It needs at least ``CUT_SHORT_EVIDENCE`` other rows: in a smaller file a blank last cell is as likely
     to be meant.
     """
     if bronze.height == 0 or not data:
@@ -82,22 +110,8 @@ def _flag_cut_short_last_rows(bronze: pl.DataFrame, data: list[str]) -> pl.DataF
         *(has_text(c).sum().alias(f"_filled_{c}") for c in data),
     )
     last_rows = bronze.join(per_file, left_on=[SOURCE_FILE, SOURCE_ROW], right_on=[SOURCE_FILE, "_last_row"])
-    empty = [
-        pl.when(
-            ~has_text(c)
-            & (pl.col(f"_filled_{c}") == pl.col("_rows") - 1)
-            & (pl.col("_rows") > _CUT_SHORT_EVIDENCE)
-        ).then(pl.lit(c))
-        for c in data
-    ]
-    cut = last_rows.select(ROW_ID, pl.concat_list(empty).list.drop_nulls().list.join(", ").alias("_empty"))
-    cut = cut.filter(pl.col("_empty") != "").select(
-        ROW_ID,
-        pl.format(
-            "the file's last row ends early ({} empty, though every other row fills them): the file looks "
-            "truncated",
-            "_empty",
-        ).alias("_cut_short"),
+    cut = last_rows.select(ROW_ID, cut_short_issue(data).alias("_cut_short")).filter(
+        pl.col("_cut_short").is_not_null()
     )
     if cut.height == 0:
         return bronze

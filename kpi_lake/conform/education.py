@@ -22,6 +22,7 @@ from kpi_lake.conform.bronze_rows import (
     PROBLEM_VALUE,
     ROW_ID,
     Check,
+    cut_short_issue,
     file_stem,
     filled_columns,
     find_problems,
@@ -467,8 +468,6 @@ _LINEAGE: dict[str, pl.DataType] = {
     EXTRA_FIELDS: pl.String(),
     DECIMAL_MARK: pl.String(),
 }
-#: A file's last row is called cut short only when at least this many other rows fill what it leaves empty.
-_CUT_SHORT_EVIDENCE = 5
 
 
 def _row_key_parts(columns: list[str]) -> list[pl.Expr]:
@@ -521,7 +520,7 @@ def _flag_cut_short(base: pl.LazyFrame, facts: pl.DataFrame, data: list[str]) ->
 
     The reader already flags a last row with too few fields (a cut mid-field); a cut right after a
     delimiter leaves the field count whole and only shows as cells missing where every other row has one.
-    It needs at least ``_CUT_SHORT_EVIDENCE`` other rows: in a smaller file a blank last cell is as likely
+    It needs at least ``CUT_SHORT_EVIDENCE`` other rows: in a smaller file a blank last cell is as likely
     to be meant.
     """
     if not data:
@@ -529,28 +528,9 @@ def _flag_cut_short(base: pl.LazyFrame, facts: pl.DataFrame, data: list[str]) ->
     last_rows = base.join(
         facts.lazy(), left_on=[SOURCE_FILE, SOURCE_ROW], right_on=[SOURCE_FILE, "_last_row"]
     )
-    empty = [
-        pl.when(
-            ~has_text(c)
-            & (pl.col(f"_filled_{c}") == pl.col("_rows") - 1)
-            & (pl.col("_rows") > _CUT_SHORT_EVIDENCE)
-        ).then(pl.lit(c))
-        for c in data
-    ]
     cut = (
-        last_rows.select(
-            SOURCE_FILE, SOURCE_ROW, pl.concat_list(empty).list.drop_nulls().list.join(", ").alias("_empty")
-        )
-        .filter(pl.col("_empty") != "")
-        .select(
-            SOURCE_FILE,
-            SOURCE_ROW,
-            pl.format(
-                "the file's last row ends early ({} empty, though every other row fills them): the file "
-                "looks truncated",
-                "_empty",
-            ).alias("_cut_short"),
-        )
+        last_rows.select(SOURCE_FILE, SOURCE_ROW, cut_short_issue(data).alias("_cut_short"))
+        .filter(pl.col("_cut_short").is_not_null())
         .collect()
     )
     if cut.height == 0:
