@@ -35,12 +35,14 @@ from kpi_lake.raw_files import (
     SOURCE_ROW,
     SOURCE_SHEET,
     RawFileError,
-    file_hash,
+    file_digest,
     read_raw_file,
 )
 from kpi_lake.tables import TableRef
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from resources.lake import DeltaLake, TableState
     from resources.landing import LandingZone
 
@@ -157,9 +159,13 @@ class LandingReport:
         return metadata
 
 
-#: Landed files at least this large are streamed into bronze (scanned twice: validated, then written) rather
-#: than read whole: a 5-million-row EES file (1 GB) would take several GB as a frame.
+#: Landed files at least this large are streamed into bronze (parsed as they are written) rather than read
+#: whole: a 5-million-row EES file (1 GB) would take several GB as a frame.
 STREAM_FROM_BYTES = 64 * 1024 * 1024
+
+
+class _StreamRefused(Exception):
+    """A large file streamed without a validating pass first did not parse: read the files again, validated."""
 
 
 def land_files(
@@ -172,19 +178,33 @@ def land_files(
     loaded_at: dt.datetime | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> LandingReport:
-    """Load the files of ``spec`` that bronze does not hold yet, in one commit (see :func:`_land_files`)."""
-    # A streamed file is read when the table is written: its local copy is kept until then.
-    with contextlib.ExitStack() as keep_open:
-        return _land_files(
-            spec,
-            lake=lake,
-            landing=landing,
-            run_id=run_id,
-            siblings=siblings,
-            loaded_at=loaded_at,
-            log=log,
-            keep_open=keep_open,
-        )
+    """Load the files of ``spec`` that bronze does not hold yet, in one commit (see :func:`_land_files`).
+
+    A large file is streamed in a single pass: parsed as it is written. A file polars cannot parse that way
+    (ragged rows, bytes that are not UTF-8 past the start) fails the write, which is one Delta commit and so
+    writes nothing; then every file is read again with a validating pass first, as smaller files always are,
+    and one that polars refuses is read whole (which keeps ragged rows, with ``_parse_issue`` set).
+    """
+    recorded_bad: set[tuple[str, str]] = set()
+    for validate_streams in (False, True):
+        # A streamed file is read when the table is written: its local copy is kept until then.
+        with contextlib.ExitStack() as keep_open:
+            try:
+                return _land_files(
+                    spec,
+                    lake=lake,
+                    landing=landing,
+                    run_id=run_id,
+                    siblings=siblings,
+                    loaded_at=loaded_at,
+                    log=log,
+                    keep_open=keep_open,
+                    validate_streams=validate_streams,
+                    recorded_bad=recorded_bad,
+                )
+            except _StreamRefused as refused:
+                log(f"{refused}: reading the files again, each validated before it is written")
+    raise AssertionError("unreachable: the validated attempt raises no _StreamRefused")
 
 
 def _land_files(
@@ -197,6 +217,8 @@ def _land_files(
     loaded_at: dt.datetime | None,
     log: Callable[[str], None],
     keep_open: contextlib.ExitStack,
+    validate_streams: bool = True,
+    recorded_bad: set[tuple[str, str]] | None = None,
 ) -> LandingReport:
     """Load the files of ``spec`` that bronze does not hold yet, in one commit. Returns what it did.
 
@@ -204,20 +226,27 @@ def _land_files(
     ``<table>_bad_files`` with its hash and the error, and the good files land without it. An unchanged bad
     file (same hash) is not read again; a corrected one (new hash) is. ``siblings`` are the other tables of
     the same landing folder, so a file of another layout is left to its table rather than called bad.
+    ``recorded_bad``: bad files this call records, added to by it (an earlier attempt's are reported as new).
     """
+    from resources.lake import LakeWriteError
+
     report = LandingReport(spec.ref)
     loaded_at = loaded_at or dt.datetime.now(dt.UTC)
+    recorded_bad = set() if recorded_bad is None else recorded_bad
     # A table left with rows twice by two unguarded first loads heals here: one row per file row again.
     lake.heal_duplicate_keys(spec.ref, FILE_ROW_KEYS[:2], optional_keys=FILE_ROW_KEYS[2:])
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
-    known_bad = _known_bad_files(lake, spec.bad_files_ref)
+    known_bad = _known_bad_files(lake, spec.bad_files_ref) - recorded_bad
     frames: list[pl.LazyFrame] = []
+    unvalidated: dict[str, Path] = {}  # streamed files not parsed yet: their rows are counted once written
     streamed = False
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
         with contextlib.ExitStack() as opened:
             path = opened.enter_context(landing.open_local(landed))
-            digest = file_hash(path)
+            # The hash, and whether the bytes are UTF-8 (for the encoding), in one read of the file.
+            digest_utf8 = file_digest(path)
+            digest = digest_utf8.sha256
             if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
                 report.skipped_unchanged.append(landed.name)
                 continue
@@ -230,7 +259,9 @@ def _land_files(
                     source_file=landed.name,
                     header_row=spec.header_row,
                     content_hash=digest,
+                    utf8=digest_utf8.utf8,
                     stream_from_bytes=STREAM_FROM_BYTES,
+                    validate_stream=validate_streams,
                 )
             except RawFileError as error:
                 report.bad_files.append(
@@ -250,16 +281,19 @@ def _land_files(
             else:  # the table its columns are closest to records it
                 report.skipped_other_layout.append(landed.name)
             continue
+        streamed = streamed or isinstance(raw.frame, pl.LazyFrame)
+        frames.append(raw.frame.lazy())
+        report.loaded.append(landed.name)
+        known_hashes.add(digest)
+        if not raw.validated:
+            unvalidated[landed.name] = path
+            continue
         issues = raw.rows_with_parse_issues
         if issues:
             log(f"{landed.name}: {issues} rows do not match the header's width; kept with _parse_issue set")
         report.rows_with_parse_issues += issues
-        streamed = streamed or isinstance(raw.frame, pl.LazyFrame)
-        frames.append(raw.frame.lazy())
         report.rows_written += raw.height
-        report.loaded.append(landed.name)
         log(f"{landed.name}: {raw.height} rows ({raw.encoding}, header on row {raw.header_row})")
-        known_hashes.add(digest)
 
     if report.bad_files:
         # Recorded before the table is written: a failure in between leaves the good files to the next run.
@@ -268,6 +302,7 @@ def _land_files(
             _bad_files_frame(report.bad_files, loaded_at, run_id),
             ["source_file", "source_hash"],
         )
+        recorded_bad.update((bad.source_file, bad.source_hash) for bad in report.bad_files)
         for bad in report.bad_files:
             kept = " (its earlier version stays in bronze)" if bad.source_file in known else ""
             log(f"bad file set aside in {spec.bad_files_ref}{kept}: {bad.error}")
@@ -286,10 +321,40 @@ def _land_files(
     names = ", ".join(_sql_string(name) for name in report.loaded)
     # With a streamed file the write streams (that file straight from its scan), never one whole frame. Each
     # file's rows are unique by row number and the predicate removes every earlier row of these files.
-    report.state = lake.replace_where(
-        spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})", unique_keys=FILE_ROW_KEYS
-    )
+    try:
+        report.state = lake.replace_where(
+            spec.ref, batch, predicate=f"{SOURCE_FILE} IN ({names})", unique_keys=FILE_ROW_KEYS
+        )
+    except LakeWriteError:
+        refused = [name for name, path in unvalidated.items() if not _parses_as_streamed(path, name, spec)]
+        if refused:  # nothing was committed: the write is one Delta commit
+            raise _StreamRefused(f"{', '.join(refused)}: polars cannot stream it as it is") from None
+        raise
+    if unvalidated:
+        written = _rows_written(lake, spec.ref, list(unvalidated))
+        for name in unvalidated:
+            report.rows_written += written.get(name, 0)
+            log(f"{name}: {written.get(name, 0)} rows (utf-8, streamed)")
     return report
+
+
+def _parses_as_streamed(path: Path, name: str, spec: FileTable) -> bool:
+    """Whether polars parses every row of a landed file as a stream (a validating pass, as smaller files get)."""
+    try:
+        raw = read_raw_file(
+            path, source_file=name, header_row=spec.header_row, content_hash="-", stream_from_bytes=0
+        )
+    except RawFileError:
+        return False
+    return isinstance(raw.frame, pl.LazyFrame)
+
+
+def _rows_written(lake: DeltaLake, ref: TableRef, names: list[str]) -> dict[str, int]:
+    """How many rows each of ``names`` has in bronze (a streamed file's count, read back from what was written)."""
+    counts = (
+        lake.scan(ref).filter(pl.col(SOURCE_FILE).is_in(names)).group_by(SOURCE_FILE).agg(pl.len()).collect()
+    )
+    return dict(counts.iter_rows())
 
 
 def _layout_owner(

@@ -17,8 +17,9 @@ import hashlib
 import io
 import re
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,16 +75,22 @@ class RawFile:
     sheets: tuple[str, ...] = ()
     delimiter: str | None = None  # None for a spreadsheet
     decimal_mark: str = "."
-    #: Counted while validating a streamed file (a scan has no height of its own).
+    #: Counted while validating a streamed file (a scan has no height of its own); None for a stream not
+    #: validated first (``validate_stream=False``): its rows are counted once written.
     rows: int | None = None
     issue_rows: int | None = None
+
+    @property
+    def validated(self) -> bool:
+        """Whether every row has been parsed already: a frame read whole, or a stream counted first."""
+        return isinstance(self.frame, pl.DataFrame) or self.rows is not None
 
     @property
     def height(self) -> int:
         """Rows read from the file."""
         if isinstance(self.frame, pl.DataFrame):
             return self.frame.height
-        assert self.rows is not None
+        assert self.rows is not None, "a stream not validated has no row count until it is written"
         return self.rows
 
     @property
@@ -102,6 +109,43 @@ def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """A file's SHA-256 and whether its bytes are UTF-8 (``detect_encoding`` takes that instead of reading
+    the file again)."""
+
+    sha256: str
+    utf8: bool
+
+
+def file_digest(path: str | Path, chunk_size: int = 1 << 20) -> FileDigest:
+    """SHA-256 of a file's bytes and whether they decode as UTF-8, in one read of the file: the hash runs in a
+    second thread (hashlib releases the GIL on large buffers) while this one decodes, so on two cores both
+    cost about what the hash alone does."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8 = True
+    with ThreadPoolExecutor(1, thread_name_prefix="kpi-lake-hash") as hasher, open(path, "rb") as handle:
+        pending: deque = deque()
+        while chunk := handle.read(chunk_size):
+            pending.append(hasher.submit(digest.update, chunk))  # one worker: chunks hashed in order
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+            while len(pending) > 2:  # at most a few chunks in memory
+                pending.popleft().result()
+        for update in pending:
+            update.result()
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:  # ends inside a character
+            utf8 = False
+    return FileDigest(digest.hexdigest(), utf8)
 
 
 def normalise_column_names(headers: Iterable[str | None]) -> list[str]:
@@ -130,9 +174,12 @@ _TEXT_SAMPLE = 64 * 1024
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 
 
-def detect_encoding(path: str | Path, source_file: str | None = None) -> str:
+def detect_encoding(path: str | Path, source_file: str | None = None, *, utf8: bool | None = None) -> str:
     """The encoding of a text file: ``utf-8-sig``, ``utf-8``, ``cp1252``, ``utf-16``/``utf-32`` (with a BOM) or
     ``utf-16-le``/``-be``, ``utf-32-le``/``-be`` (no BOM: found by where the NUL bytes are).
+
+    ``utf8``: whether the whole file decodes as UTF-8, when already known (:func:`file_digest`); else the file
+    is read to find out.
 
     Raises :class:`RawFileError` (naming the file and the byte offset) for a file that is not text: NUL bytes
     in no UTF-16/32 pattern, control characters, or a byte that is neither UTF-8 nor Windows-1252.
@@ -164,15 +211,17 @@ def detect_encoding(path: str | Path, source_file: str | None = None) -> str:
                 row=line,
                 byte_offset=nul,
             )
-        handle.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while chunk := handle.read(1 << 20):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            encoding = "cp1252"
+        if utf8 is None:
+            handle.seek(0)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                while chunk := handle.read(1 << 20):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+                utf8 = True
+            except UnicodeDecodeError:
+                utf8 = False
+        encoding = "utf-8" if utf8 else "cp1252"
         if encoding == "cp1252":
             _check_cp1252(handle, name)
     _check_looks_like_text(head.decode(encoding, errors="replace"), name)
@@ -263,15 +312,22 @@ def read_raw_file(
     source_file: str,
     header_row: int | None = None,
     content_hash: str | None = None,
+    utf8: bool | None = None,
     stream_from_bytes: int | None = None,
+    validate_stream: bool = True,
 ) -> RawFile:
     """Read a CSV or spreadsheet at ``path`` as text, with lineage columns.
 
     ``source_file`` is the name recorded in lineage (the path relative to the landing zone).
-    ``header_row`` (1-based) overrides header detection. With ``stream_from_bytes``, a UTF-8 delimited file
-    of at least that size that polars reads cleanly comes back as a lazy scan (the same rows and columns,
-    validated by one streamed pass): it is never held in memory whole, and ``path`` must stay readable until
-    the frame has been consumed.
+    ``header_row`` (1-based) overrides header detection. ``content_hash`` and ``utf8``: the file's SHA-256 and
+    whether it is UTF-8, when already known (:func:`file_digest`).
+
+    With ``stream_from_bytes``, a UTF-8 delimited file of at least that size whose header polars reads comes
+    back as a lazy scan (the same rows and columns): it is never held in memory whole, and ``path`` must stay
+    readable until the frame has been consumed. The scan is validated by one streamed pass first (its rows
+    counted), unless ``validate_stream`` is False: then a comma-separated file is parsed only when the scan is
+    consumed, ``rows`` is None, and the caller must treat a failure to consume it as "read it again validated"
+    (as :func:`kpi_lake.bronze.land_files` does: the write is one Delta commit, so a refused scan writes nothing).
     """
     path = Path(path)
     if not path.exists():
@@ -284,7 +340,7 @@ def read_raw_file(
         if suffix in SPREADSHEET_SUFFIXES:
             raw = _read_spreadsheet(path, source_file, header_row)
         else:
-            raw = _read_delimited(path, source_file, header_row, stream_from_bytes)
+            raw = _read_delimited(path, source_file, header_row, utf8, stream_from_bytes, validate_stream)
     except RawFileError:
         raise
     except UnicodeError as error:
@@ -318,9 +374,14 @@ def read_raw_file(
 
 
 def _read_delimited(
-    path: Path, source_file: str, header_row: int | None, stream_from_bytes: int | None = None
+    path: Path,
+    source_file: str,
+    header_row: int | None,
+    utf8: bool | None = None,
+    stream_from_bytes: int | None = None,
+    validate_stream: bool = True,
 ) -> RawFile:
-    encoding = detect_encoding(path, source_file)
+    encoding = detect_encoding(path, source_file, utf8=utf8)
     with open(path, encoding=encoding, newline="") as handle:
         sample = handle.read(256 * 1024)
     delimiter = _sniff_delimiter(sample)
@@ -340,10 +401,16 @@ def _read_delimited(
         and encoding in ("utf-8", "utf-8-sig")
         and path.stat().st_size >= stream_from_bytes
     ):
-        scanned = _scan_with_polars(path, delimiter, header_index, names)
+        # A file not separated by commas is read in full anyway (its decimal mark is looked for in every cell).
+        count = validate_stream or delimiter != ","
+        scanned = _scan_with_polars(path, delimiter, header_index, names, count=count)
+        issue = None
+        if scanned is not None and scanned[1] != 0:
+            issue = _truncation_issue(path, encoding, delimiter, len(names))
+            if issue is not None and scanned[1] is None:  # the last row is flagged by its number
+                scanned = _scan_with_polars(path, delimiter, header_index, names, count=True)
         if scanned is not None:
             frame, rows = scanned
-            issue = _truncation_issue(path, encoding, delimiter, len(names)) if rows else None
             if issue is not None:
                 last = pl.col(SOURCE_ROW) == header_index + 1 + rows
                 frame = frame.with_columns(pl.when(last).then(pl.lit(issue)).alias(PARSE_ISSUE))
@@ -444,27 +511,26 @@ def _read_with_polars(
 
 
 def _scan_with_polars(
-    path: Path, delimiter: str, header_index: int, names: list[str]
-) -> tuple[pl.LazyFrame, int] | None:
+    path: Path, delimiter: str, header_index: int, names: list[str], *, count: bool = True
+) -> tuple[pl.LazyFrame, int | None] | None:
     """The file as a lazy scan with the columns :func:`_read_with_polars` gives, and its row count; None when
     polars cannot read it as it is (the caller then reads it whole, which copes with ragged rows).
 
-    One streamed pass parses every cell first, so a file polars would refuse is found before any of it is
-    written.
+    With ``count``, one streamed pass parses every cell first, so a file polars would refuse is found before
+    any of it is written. Without it only the header is read (the row count is None): the cells are parsed
+    when the scan is consumed.
     """
-    scan = pl.scan_csv(
-        path,
-        **_csv_options(delimiter, header_index, names),
-        row_index_name=SOURCE_ROW,
-        row_index_offset=header_index + 2,
-    )
+    scan = pl.scan_csv(path, **_csv_options(delimiter, header_index, names))
     try:
-        if len(scan.collect_schema()) != len(names) + 1:
+        if len(scan.collect_schema()) != len(names):
             return None
-        rows = scan.select(pl.len(), pl.col(names).null_count()).collect(engine="streaming").item(0, 0)
+        rows = None
+        if count:
+            rows = scan.select(pl.len(), pl.col(names).null_count()).collect(engine="streaming").item(0, 0)
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.NoDataError):
         return None
-    frame = scan.select(
+    # Numbered after the scan, not by it: the scan's own row index parses the file on one thread.
+    frame = scan.with_row_index(SOURCE_ROW, offset=header_index + 2).select(
         *names,
         pl.col(SOURCE_ROW).cast(pl.Int64),
         pl.lit(None, dtype=pl.String).alias(PARSE_ISSUE),

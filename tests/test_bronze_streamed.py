@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from assets.bronze import FILE_TABLES
-from kpi_lake import bronze
+from kpi_lake import bronze, raw_files
 from kpi_lake.raw_files import LOADED_AT, RUN_ID, SOURCE_FILE, SOURCE_ROW
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
@@ -74,3 +74,72 @@ def test_a_streamed_file_from_an_azure_landing_zone_is_read_before_its_download_
     assert report.rows_written == whole.height
     rows = lake.scan(EES_DATA.ref).drop(LOADED_AT, RUN_ID).sort(SOURCE_FILE, SOURCE_ROW).collect()
     assert rows.equals(whole)
+
+
+def _with_ragged_row(source: Path, target: Path) -> int:
+    """``source`` with one row of an extra field inserted past the first 50 rows (beyond the header scan):
+    the kind of fault only a full parse finds. Returns the inserted row's number in the file."""
+    lines = source.read_bytes().splitlines(keepends=True)
+    at = min(len(lines) - 1, 60)
+    lines.insert(at, lines[at].rstrip(b"\r\n") + b",an extra field\n")
+    target.write_bytes(b"".join(lines))
+    return at + 1
+
+
+def test_a_large_file_polars_cannot_stream_lands_as_a_whole_read_does_and_the_refused_write_leaves_nothing(
+    tmp_path: Path, real_samples: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Streamed in one pass, a ragged row fails the write midway; bronze then reads the files again with a
+    # validating pass, and polars' refusal sends this one to the whole read, which keeps the extra field.
+    for name in ("whole", "streamed"):
+        folder = tmp_path / name / "landing" / "education"
+        folder.mkdir(parents=True)
+        row = _with_ragged_row(real_samples / "education" / "ks2_la.csv", folder / "ks2_la.csv")
+        shutil.copy(real_samples / "education" / "absence_by_term.csv", folder / "absence_by_term.csv")
+    siblings = [spec for spec in FILE_TABLES if spec.source == "education"]
+    landed: dict[str, tuple[bronze.LandingReport, pl.DataFrame, DeltaLake]] = {}
+    for name in ("whole", "streamed"):
+        if name == "streamed":
+            monkeypatch.setattr(bronze, "STREAM_FROM_BYTES", 0)
+        resources = local_resources(tmp_path / name / "lake", tmp_path / name / "landing")
+        lake, said = resources["lake"], []
+        report = bronze.land_files(
+            EES_DATA, lake=lake, landing=resources["landing"], run_id="r", siblings=siblings, log=said.append
+        )
+        rows = lake.scan(EES_DATA.ref).drop(LOADED_AT, RUN_ID).sort(SOURCE_FILE, SOURCE_ROW).collect()
+        landed[name] = (report, rows, lake)
+    (whole_report, whole, _), (streamed_report, streamed, lake) = landed["whole"], landed["streamed"]
+    assert any("polars cannot stream it" in line and "ks2_la.csv" in line for line in said)
+    assert streamed.equals(whole)
+    assert streamed_report.rows_written == whole_report.rows_written == whole.height
+    assert streamed_report.rows_with_parse_issues == whole_report.rows_with_parse_issues == 1
+    ragged = streamed.filter(pl.col(SOURCE_FILE) == "education/ks2_la.csv", pl.col(SOURCE_ROW) == row)
+    assert ragged["_extra_fields"].to_list() == ["an extra field"]
+    # The refused write committed nothing and left no file behind: one version, every data file in it.
+    table = lake.delta_table(EES_DATA.ref)
+    assert table.version() == 0
+    folder = Path(lake.uri(EES_DATA.ref))
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.parquet") if "_delta_log" not in p.parts}
+    assert on_disk == {Path(uri).relative_to(folder).as_posix() for uri in table.file_uris()}
+
+
+def test_a_clean_large_file_is_parsed_once_and_its_rows_counted_from_what_was_written(
+    tmp_path: Path, real_samples: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(bronze, "STREAM_FROM_BYTES", 0)
+    counted: list[Path] = []
+    real_count = bronze._parses_as_streamed
+    monkeypatch.setattr(bronze, "_parses_as_streamed", lambda *a: counted.append(a[0]) or real_count(*a))
+    scans = []
+    real_scan = raw_files._scan_with_polars
+    monkeypatch.setattr(
+        raw_files,
+        "_scan_with_polars",
+        lambda *a, **k: scans.append(k.get("count", True)) or real_scan(*a, **k),
+    )
+    report, rows = _land(tmp_path, real_samples, "streamed")
+    assert scans and not any(scans), "a clean comma-separated file is not parsed before it is written"
+    assert not counted
+    assert report.rows_written == rows.height > 0
+    by_file = rows.group_by(SOURCE_FILE).len()
+    assert by_file.height == len(FILES)

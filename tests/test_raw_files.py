@@ -15,6 +15,8 @@ from kpi_lake.raw_files import (
     SOURCE_ROW,
     RawFileError,
     detect_encoding,
+    file_digest,
+    file_hash,
     find_header_row,
     normalise_column_names,
     read_raw_file,
@@ -190,6 +192,33 @@ def test_a_streamed_large_file_lands_the_same_rows_as_a_whole_read(real_samples:
         whole.decimal_mark,
     )
     assert streamed.frame.collect().equals(whole.frame)
+    # Not validated first (bronze's single pass): the same rows once consumed, counted by the caller.
+    single = read_raw_file(
+        real_samples / relative, source_file=relative, stream_from_bytes=0, validate_stream=False
+    )
+    assert single.rows is None and not single.validated
+    assert single.frame.collect().equals(whole.frame)
+
+
+def test_file_digest_is_the_hash_and_the_utf8_check_of_every_real_sample(real_samples: Path, tmp_path: Path):
+    files = [p for p in sorted(real_samples.rglob("*")) if p.is_file()]
+    # A long file whose only non-UTF-8 byte is far past the first chunk, and one cut inside a character.
+    late = tmp_path / "late.csv"
+    late.write_bytes(b"a,b\n" + b"1,2\n" * 600_000 + "3,£\n".encode("cp1252"))
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes("a,b\n1,£".encode()[:-1])
+    for path in [*files, late, cut]:
+        digest = file_digest(path, chunk_size=1 << 16)
+        assert digest.sha256 == file_hash(path), path
+        try:
+            path.read_bytes().decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+        assert digest.utf8 is utf8, path
+        if path.suffix == ".csv":
+            assert detect_encoding(path, utf8=digest.utf8) == detect_encoding(path), path
+    assert not file_digest(late).utf8 and not file_digest(cut).utf8
 
 
 def test_streaming_keeps_what_the_whole_read_does_on_awkward_files(tmp_path: Path):
