@@ -182,8 +182,8 @@ def land_files(
 
     A large file is streamed in a single pass: parsed as it is written. A file polars cannot parse that way
     (ragged rows, bytes that are not UTF-8 past the start) fails the write, which is one Delta commit and so
-    writes nothing; then every file is read again with a validating pass first, as smaller files always are,
-    and one that polars refuses is read whole (which keeps ragged rows, with ``_parse_issue`` set).
+    writes nothing; then the files are read again, a large one validated by a streamed pass before it is
+    written, and one that polars refuses is read whole (which keeps ragged rows, with ``_parse_issue`` set).
     """
     recorded_bad: set[tuple[str, str]] = set()
     for validate_streams in (False, True):
@@ -244,8 +244,9 @@ def _land_files(
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
         with contextlib.ExitStack() as opened:
             path = opened.enter_context(landing.open_local(landed))
-            # The hash, and whether the bytes are UTF-8 (for the encoding), in one read of the file.
-            digest_utf8 = file_digest(path)
+            # The hash, and for a file new to bronze whether its bytes are UTF-8 (read once for both; a known
+            # name is most often unchanged: its hash alone says so).
+            digest_utf8 = file_digest(path, check_utf8=landed.name not in known)
             digest = digest_utf8.sha256
             if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
                 report.skipped_unchanged.append(landed.name)
@@ -339,7 +340,7 @@ def _land_files(
 
 
 def _parses_as_streamed(path: Path, name: str, spec: FileTable) -> bool:
-    """Whether polars parses every row of a landed file as a stream (a validating pass, as smaller files get)."""
+    """Whether polars parses every row of a landed file as a stream (one validating pass over it)."""
     try:
         raw = read_raw_file(
             path, source_file=name, header_row=spec.header_row, content_hash="-", stream_from_bytes=0

@@ -113,17 +113,19 @@ def file_hash(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 @dataclass(frozen=True)
 class FileDigest:
-    """A file's SHA-256 and whether its bytes are UTF-8 (``detect_encoding`` takes that instead of reading
-    the file again)."""
+    """A file's SHA-256 and whether its bytes are UTF-8 (None when not checked); ``detect_encoding`` takes the
+    latter instead of reading the file again."""
 
     sha256: str
-    utf8: bool
+    utf8: bool | None
 
 
-def file_digest(path: str | Path, chunk_size: int = 1 << 20) -> FileDigest:
-    """SHA-256 of a file's bytes and whether they decode as UTF-8, in one read of the file: the hash runs in a
-    second thread (hashlib releases the GIL on large buffers) while this one decodes, so on two cores both
-    cost about what the hash alone does."""
+def file_digest(path: str | Path, *, check_utf8: bool = True, chunk_size: int = 1 << 20) -> FileDigest:
+    """SHA-256 of a file's bytes and, with ``check_utf8``, whether they decode as UTF-8, in one read of the
+    file: the hash runs in a second thread (hashlib releases the GIL on large buffers) while this one decodes,
+    so on two cores both cost about what the hash alone does."""
+    if not check_utf8:
+        return FileDigest(file_hash(path, chunk_size), None)
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8 = True

@@ -219,6 +219,7 @@ def test_file_digest_is_the_hash_and_the_utf8_check_of_every_real_sample(real_sa
         if path.suffix == ".csv":
             assert detect_encoding(path, utf8=digest.utf8) == detect_encoding(path), path
     assert not file_digest(late).utf8 and not file_digest(cut).utf8
+    assert file_digest(late, check_utf8=False) == type(file_digest(late))(file_hash(late), None)
 
 
 def test_streaming_keeps_what_the_whole_read_does_on_awkward_files(tmp_path: Path):
