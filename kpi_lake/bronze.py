@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from kpi_lake.frames import delta_compatible
+from kpi_lake.landed_hashes import LandedHashes
 from kpi_lake.raw_files import (
     DECIMAL_MARK,
     EXTRA_FIELDS,
@@ -238,21 +239,33 @@ def _land_files(
     known = _known_files(lake, spec.ref)
     known_hashes = set(known.values())
     known_bad = _known_bad_files(lake, spec.bad_files_ref) - recorded_bad
+    # Hashes recorded by fingerprint: an unchanged file is recognised without reading (or downloading) it.
+    ledger = LandedHashes(lake, spec.ref)
+    recorded = ledger.load()
+    hashed: dict[str, tuple[str, str]] = {}
+    listed: list[str] = []
     frames: list[pl.LazyFrame] = []
     unvalidated: dict[str, Path] = {}  # streamed files not parsed yet: their rows are counted once written
     streamed = False
     for landed in landing.list_files(spec.source, spec.patterns, spec.exclude):
+        listed.append(landed.name)
+        # Recorded with this fingerprint: skipped on that hash alone when bronze holds it. A file that must be
+        # read after all is hashed from its bytes, so lineage never carries a hash only remembered.
+        entry = recorded.get(landed.name)
+        fingerprinted = (
+            landed.fingerprint is not None and entry is not None and entry[0] == landed.fingerprint
+        )
+        if fingerprinted and _seen(landed.name, entry[1], known, known_hashes, known_bad, report):
+            continue
         with contextlib.ExitStack() as opened:
             path = opened.enter_context(landing.open_local(landed))
             # The hash, and for a file new to bronze whether its bytes are UTF-8 (read once for both; a known
             # name is most often unchanged: its hash alone says so).
-            digest_utf8 = file_digest(path, check_utf8=landed.name not in known)
-            digest = digest_utf8.sha256
-            if known.get(landed.name) == digest or (landed.name not in known and digest in known_hashes):
-                report.skipped_unchanged.append(landed.name)
-                continue
-            if (landed.name, digest) in known_bad:
-                report.bad_files_unchanged.append(landed.name)
+            digested = file_digest(path, check_utf8=landed.name not in known)
+            digest = digested.sha256
+            if landed.fingerprint:
+                hashed[landed.name] = (landed.fingerprint, digest)
+            if _seen(landed.name, digest, known, known_hashes, known_bad, report):
                 continue
             try:
                 raw = read_raw_file(
@@ -260,7 +273,7 @@ def _land_files(
                     source_file=landed.name,
                     header_row=spec.header_row,
                     content_hash=digest,
-                    utf8=digest_utf8.utf8,
+                    utf8=digested.utf8,
                     stream_from_bytes=STREAM_FROM_BYTES,
                     validate_stream=validate_streams,
                 )
@@ -309,6 +322,7 @@ def _land_files(
             log(f"bad file set aside in {spec.bad_files_ref}{kept}: {bad.error}")
     if not frames:
         report.state = lake.state(spec.ref, operation="unchanged") if lake.exists(spec.ref) else None
+        _record_hashes(ledger, recorded, hashed, listed)
         return report
     batch = pl.concat(frames, how="diagonal_relaxed").with_columns(
         pl.lit(loaded_at).dt.cast_time_unit("us").alias(LOADED_AT),
@@ -336,7 +350,39 @@ def _land_files(
         for name in unvalidated:
             report.rows_written += written.get(name, 0)
             log(f"{name}: {written.get(name, 0)} rows (utf-8, streamed)")
+    _record_hashes(ledger, recorded, hashed, listed)
     return report
+
+
+def _seen(
+    name: str,
+    digest: str,
+    known: dict[str, str],
+    known_hashes: set[str],
+    known_bad: set[tuple[str, str]],
+    report: LandingReport,
+) -> bool:
+    """Whether a landed file of this hash needs no reading: bronze holds it (under this name, or under another
+    when the name is new: a renamed copy), or it is a bad file recorded unchanged. Says so in ``report``."""
+    if known.get(name) == digest or (name not in known and digest in known_hashes):
+        report.skipped_unchanged.append(name)
+        return True
+    if (name, digest) in known_bad:
+        report.bad_files_unchanged.append(name)
+        return True
+    return False
+
+
+def _record_hashes(
+    ledger: LandedHashes,
+    recorded: dict[str, tuple[str, str]],
+    hashed: dict[str, tuple[str, str]],
+    listed: list[str],
+) -> None:
+    """Record the hashes computed this time by fingerprint (after the table's commit), for files still landed."""
+    updated = {name: entry for name, entry in {**recorded, **hashed}.items() if name in set(listed)}
+    if updated != recorded:
+        ledger.save(updated)
 
 
 def _parses_as_streamed(path: Path, name: str, spec: FileTable) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from kpi_lake.landed_hashes import blob_fingerprint, local_fingerprint
 from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri
 from resources.azure import AzureStorage
 
@@ -23,6 +24,8 @@ class LandedFile:
     name: str
     uri: str
     size: int
+    #: What says the file is unchanged without reading it (see ``kpi_lake.landed_hashes``); None: hash it.
+    fingerprint: str | None = None
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -48,14 +51,24 @@ class LandingZone(dg.ConfigurableResource):
             ]
             for base, entry in entries:
                 if _matches(base, patterns, exclude):
-                    files.append(LandedFile(f"{source}/{base}", join_uri(folder, base), int(entry["size"])))
+                    files.append(
+                        LandedFile(
+                            f"{source}/{base}",
+                            join_uri(folder, base),
+                            int(entry["size"]),
+                            blob_fingerprint(entry),
+                        )
+                    )
         else:
             directory = local_path(folder)
             if not directory.is_dir():
                 return []
             for path in directory.iterdir():
                 if path.is_file() and _matches(path.name, patterns, exclude):
-                    files.append(LandedFile(f"{source}/{path.name}", str(path), path.stat().st_size))
+                    stat = path.stat()
+                    files.append(
+                        LandedFile(f"{source}/{path.name}", str(path), stat.st_size, local_fingerprint(stat))
+                    )
         return sorted(files, key=lambda f: f.name)
 
     def local_root(self) -> Path | None:
