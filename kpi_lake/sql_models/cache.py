@@ -24,7 +24,7 @@ T = TypeVar("T")
 #: Bump when the cached objects change shape in a way the module sources below would not show.
 FORMAT = "1"
 #: The modules whose code decides what a model parses to: a change to any of them is a new key.
-_PARSER_MODULES = ("loading.py", "parsing.py", "config.py", "cache.py")
+_PARSER_MODULES = ("loading.py", "parsing.py", "config.py", "cache.py", "problems.py")
 _PREFIX = "sql-models-"
 
 
@@ -37,10 +37,10 @@ def cache_dir() -> Path:
 
 
 def _key(root: Path, arguments: Any) -> str:
-    import sqlglot
+    from importlib.metadata import version  # sqlglot's, without importing it
 
     digest = hashlib.sha256()
-    for part in (FORMAT, sys.version, sqlglot.__version__, repr(arguments)):
+    for part in (FORMAT, sys.version, version("sqlglot"), repr(arguments)):
         digest.update(part.encode() + b"\0")
     here = Path(__file__).parent
     for name in _PARSER_MODULES:
