@@ -75,13 +75,22 @@ def test_local_defaults_need_no_environment():
 
 def test_code_location_loads_quickly(tmp_path):
     """The UI reloads the code location often: importing it must stay cheap (no GX, no Azure SDK, no database
-    engine; and once its SQL models are cached, no SQL parser and no numpy: those load when an asset runs)."""
+    engine, no Delta reader; and once its SQL models are cached, no SQL parser and no numpy: those load when an
+    asset runs)."""
     script = (
         "import sys, time; t = time.perf_counter(); import pipelines.definitions; "
         "print(time.perf_counter() - t); "
         "print('heavy=' + ','.join(m for m in sys.argv[1:] if m in sys.modules))"
     )
-    never = ["great_expectations", "adlfs", "azure.storage.blob", "sqlalchemy", "duckdb", "pandas"]
+    never = [
+        "great_expectations",
+        "adlfs",
+        "azure.storage.blob",
+        "sqlalchemy",
+        "duckdb",
+        "pandas",
+        "deltalake",
+    ]
     after_first_load = ["sqlglot", "numpy"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KPI_LAKE_")}
     env["KPI_LAKE_CACHE_DIR"] = str(tmp_path / "cache")  # empty: the first load parses the models
