@@ -161,7 +161,20 @@ def _check_result(
 
 @cache
 def _suites(root: Path) -> tuple[Suite, ...]:
-    return tuple(load_suites(root))
+    """The suites under ``root``: read once per process and, between processes (each code-location load),
+    from the parsed-tree cache, keyed by every suite file's bytes and the reader's code (a YAML edit is read)."""
+    from kpi_lake import tables
+    from kpi_lake.quality import suites
+    from kpi_lake.sql_models.cache import cached_tree
+
+    return cached_tree(
+        root,
+        (),
+        lambda: tuple(load_suites(root)),
+        prefix="expectation-suites-",
+        code=[Path(suites.__file__), Path(tables.__file__)],
+        packages=("PyYAML",),
+    )
 
 
 def _severity(suite: Suite, name: str) -> str:

@@ -7,6 +7,7 @@ Both read the same environment as the Dagster UI and the schedule: ``KPI_LAKE_RO
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return report_command(args, lake_root())
     if args.command == "generate":
         return _generate(args)
-    return _sync(args)
+    # Called as the command (no argv): the process ends with the sync.
+    return _sync(args, ends_process=argv is None)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -103,7 +105,27 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync(args: argparse.Namespace) -> int:
+def _sync(args: argparse.Namespace, *, ends_process: bool = False) -> int:
+    # Start-up builds ~300,000 long-lived objects (Dagster, the code location, the instance) and frees almost
+    # none: the cyclic collector's full passes over them were a fifth of a quiet sync's time. It is paused
+    # while they are built, then they are frozen (kept out of every later collection); the run's own garbage
+    # is collected as usual.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _sync_started(args, collecting)
+    finally:
+        if collecting:
+            gc.enable()
+        if ends_process:
+            # Everything is freed with the process: the interpreter's full collections at exit would only
+            # walk it again (~0.8 s of a quiet sync).
+            gc.freeze()
+        else:
+            gc.unfreeze()  # called from Python (a test): its later collections see these objects again
+
+
+def _sync_started(args: argparse.Namespace, collecting: bool) -> int:
     import uuid
 
     import dagster as dg
@@ -122,8 +144,11 @@ def _sync(args: argparse.Namespace) -> int:
     lake = resources["lake"]
     lake_uri = lake_root()
     instance = _instance()
+    gc.freeze()
+    if collecting:
+        gc.enable()
     started = time.perf_counter()
-    with dg.build_resources({"lake": lake}) as initialised:
+    with dg.build_resources({"lake": lake}, instance=instance) as initialised:
         initialised.lake.ensure_root()
     timeout = lock_timeout_from_env() if args.lock_timeout is None else args.lock_timeout
     run_id = str(uuid.uuid4())
@@ -222,7 +247,7 @@ def _sync_locked(
         from kpi_lake.quality import render_data_docs  # GX is imported only here, after the run
         from kpi_lake.quality.docs import docs_uri
 
-        with dg.build_resources({"lake": lake}) as initialised:
+        with dg.build_resources({"lake": lake}, instance=instance) as initialised:
             try:
                 published = render_data_docs(initialised.lake, result.run_id)
             except (

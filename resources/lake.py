@@ -17,17 +17,19 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import dagster as dg
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, WriterProperties
 
 from kpi_lake.frames import delta_compatible
 from kpi_lake.raw_files import LOADED_AT
 from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri, redact
 from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable  # imported where a table is read or written: not when the code loads
 
 Frame = pl.DataFrame | pl.LazyFrame
 T = TypeVar("T")
@@ -179,6 +181,8 @@ class DeltaLake(dg.ConfigurableResource):
     def _committed(self, uri: str, write_id: str) -> bool:
         """Whether a commit carrying ``write_id`` is among the table's latest (an attempt that failed after
         committing, e.g. the response was lost), so that a retry does not write the rows twice."""
+        from deltalake import DeltaTable
+
         options = self._delta_options()
         if not DeltaTable.is_deltatable(uri, storage_options=options):
             return False
@@ -198,6 +202,8 @@ class DeltaLake(dg.ConfigurableResource):
 
     # ---- reading ------------------------------------------------------------------------------------------
     def exists(self, ref: TableRef) -> bool:
+        from deltalake import DeltaTable
+
         # delta-rs raises (rather than answering False) when storage cannot be reached, so a retried answer
         # is a true one.
         return self._retrying(
@@ -206,6 +212,8 @@ class DeltaLake(dg.ConfigurableResource):
         )
 
     def delta_table(self, ref: TableRef, version: int | None = None) -> DeltaTable:
+        from deltalake import DeltaTable
+
         return self._retrying(
             f"opening {ref}",
             lambda: DeltaTable(self.uri(ref), version=version, storage_options=self.storage_options()),
@@ -229,6 +237,8 @@ class DeltaLake(dg.ConfigurableResource):
         return self._retrying(f"reading the state of {ref}", lambda: self._state(ref, operation, metrics))
 
     def _state(self, ref: TableRef, operation: str, metrics: dict[str, Any] | None) -> TableState:
+        from deltalake import DeltaTable
+
         table = DeltaTable(self.uri(ref), storage_options=self.storage_options())
         actions = pl.DataFrame(table.get_add_actions(flatten=True))
         rows = int(actions["num_records"].sum()) if actions.height else 0
@@ -407,6 +417,8 @@ class DeltaLake(dg.ConfigurableResource):
         """Take a version that failed a blocking check out of what readers see, in one new commit: back to
         the version before it, or, for a table's first version, no rows at all. The bad version stays in the
         Delta history for whoever investigates."""
+        from deltalake import CommitProperties
+
         table = self.delta_table(ref)
         properties = CommitProperties(
             custom_metadata={"kpi_lake.withdrawn_version": str(bad_version), "kpi_lake.reason": reason}
@@ -430,6 +442,8 @@ class DeltaLake(dg.ConfigurableResource):
         target rows that ``data`` lacks). ``only_if_changed`` limits updates to rows where one of those columns
         differs, so a rerun with the same data rewrites nothing.
         """
+        from deltalake import CommitProperties, DeltaTable
+
         frame = delta_compatible(data).collect() if isinstance(data, pl.LazyFrame) else delta_compatible(data)
         duplicates = frame.group_by(keys).len().filter(pl.col("len") > 1)
         if duplicates.height:
@@ -494,6 +508,8 @@ class DeltaLake(dg.ConfigurableResource):
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
     ) -> TableState:
+        from deltalake import CommitProperties, WriterProperties
+
         options: dict[str, Any] = {
             "schema_mode": schema_mode,
             # Snappy, as delta-rs writes by default: WriterProperties alone would mean uncompressed files.

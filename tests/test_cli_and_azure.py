@@ -112,3 +112,21 @@ def test_whole_sync_on_azure_by_environment_alone(sample_landing: Path, azurite:
         versions = {ref: resources.lake.state(ref).version for ref in bronze_refs()}
         assert _run(["sync"], env).returncode == 0
         assert {ref: resources.lake.state(ref).version for ref in bronze_refs()} == versions
+
+
+def test_sync_called_from_python_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path):
+    """The command pauses and freezes Python's collector while it starts; called from Python (a script, a
+    notebook), the caller's process must get its collector back, enabled and with nothing frozen."""
+    (tmp_path / "landing" / "education").mkdir(parents=True)
+    script = (
+        "import gc; from kpi_lake.cli import main; "
+        "code = main(['sync', '--select', 'key:\"bronze/education/ees_data\"']); "
+        "print(code, gc.isenabled(), gc.get_freeze_count())"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
+    env = {**clean, "KPI_LAKE_ROOT": str(tmp_path / "lake"), "KPI_LAKE_LANDING": str(tmp_path / "landing")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 True 0"

@@ -1,4 +1,5 @@
-"""The parsed-model cache: an unchanged tree loads from it, any change to a model is seen, problems are not kept."""
+"""The parsed-tree cache (SQL models, expectation suites): an unchanged tree loads from it, any change is seen, problems
+are not kept."""
 
 from __future__ import annotations
 
@@ -57,3 +58,29 @@ def test_an_unreadable_cache_entry_means_parsing_again(tree: Path):
     (entry,) = _entries(tree)
     entry.write_bytes(b"not a pickle")
     assert load_sql_models(tree) == parsed
+
+
+def test_expectation_suites_come_from_the_cache_and_an_edit_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from assets.quality import EXPECTATIONS_ROOT, _suites
+    from kpi_lake.quality import load_suites
+
+    monkeypatch.setenv("KPI_LAKE_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "expectations"
+    shutil.copytree(EXPECTATIONS_ROOT, root)
+    parsed = tuple(load_suites(root))
+    assert _suites(root) == parsed
+    assert len(list((tmp_path / "cache").glob("expectation-suites-*.pickle"))) == 1
+    _suites.cache_clear()  # as in a new process: the entry is read
+    assert _suites(root) == parsed
+    assert len(list((tmp_path / "cache").glob("expectation-suites-*.pickle"))) == 1
+
+    suite_file = next(p for p in sorted(root.rglob("*.yml")) if "description:" in p.read_text())
+    text = suite_file.read_text()
+    suite_file.write_text(text.replace("description:", "description: Edited.", 1))
+    _suites.cache_clear()
+    edited = {s.file: s for s in _suites(root)}
+    assert edited == {s.file: s for s in load_suites(root)}
+    assert edited != {s.file: s for s in parsed}
+    assert len(list((tmp_path / "cache").glob("expectation-suites-*.pickle"))) == 2

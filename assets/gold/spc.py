@@ -11,7 +11,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from kpi_lake import rebuild, spc, target_review
+from kpi_lake import rebuild
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake, data_version
 
@@ -149,6 +149,8 @@ def _spec(ref: TableRef, description: str, docs: dict[str, str], deps: tuple[Tab
     )
 )
 def kpi_spc(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.MaterializeResult:
+    from kpi_lake import spc  # numpy: imported by the build, not when the code location loads
+
     metadata, table = _build(context, lake, KPI_SPC, inspect.getsource(spc), spc.build_kpi_spc, KPI_SPC_DOCS)
     series = table.select(*spc.SERIES_KEY, "spc_status").unique()
     for status, count in _counts(series, "spc_status", spc.SPC_STATUSES).items():
@@ -179,6 +181,8 @@ def kpi_spc(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.Materializ
     )
 )
 def target_review_table(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.MaterializeResult:
+    from kpi_lake import spc, target_review  # numpy: imported by the build, not when the code location loads
+
     code = inspect.getsource(spc) + inspect.getsource(target_review)
     metadata, table = _build(
         context, lake, TARGET_REVIEW, code, target_review.build_target_review, TARGET_REVIEW_DOCS

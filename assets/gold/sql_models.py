@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kpi_lake.sql_models import SqlModel, SqlModelError, build_model, evaluate_test, load_sql_models
+from kpi_lake.sql_models import SqlModel, SqlModelError, load_sql_models
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake, data_version
 
@@ -82,6 +82,9 @@ def sql_model_asset(model: SqlModel) -> dg.AssetsDefinition:
         },
     )
     def _sql_model(context: dg.AssetExecutionContext, lake: DeltaLake) -> dg.MaterializeResult:
+        # The engines (sqlglot, polars, DuckDB) are imported when a model is built, not when the code location loads.
+        from kpi_lake.sql_models import build_model, evaluate_test
+
         try:
             built = build_model(model, lake)
         except SqlModelError as error:

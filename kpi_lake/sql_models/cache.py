@@ -6,6 +6,7 @@ Python's versions. A changed model, YAML, argument or parser is a different key,
 read. The entry is a pickle in ``KPI_LAKE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/kpi-lake`` or
 ``~/.cache/kpi-lake``), written to a temporary file and renamed into place; a cache that cannot be read or
 written (a read-only home in a container, a corrupt file) only means the models are parsed as before.
+:func:`cached_tree` does the same for any other tree (the expectation suites: ``assets/quality.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ T = TypeVar("T")
 #: Bump when the cached objects change shape in a way the module sources below would not show.
 FORMAT = "1"
 #: The modules whose code decides what a model parses to: a change to any of them is a new key.
-_PARSER_MODULES = ("loading.py", "parsing.py", "config.py", "cache.py")
+_PARSER_MODULES = ("loading.py", "parsing.py", "config.py", "cache.py", "problems.py")
 _PREFIX = "sql-models-"
 
 
@@ -36,16 +37,14 @@ def cache_dir() -> Path:
     return Path(base) / "kpi-lake"
 
 
-def _key(root: Path, arguments: Any) -> str:
-    import sqlglot
+def _key(root: Path, arguments: Any, code: list[Path], packages: tuple[str, ...]) -> str:
+    from importlib.metadata import version  # the packages' versions, without importing them
 
     digest = hashlib.sha256()
-    for part in (FORMAT, sys.version, sqlglot.__version__, repr(arguments)):
+    for part in (FORMAT, sys.version, *(version(name) for name in packages), repr(arguments)):
         digest.update(part.encode() + b"\0")
-    here = Path(__file__).parent
-    for name in _PARSER_MODULES:
-        digest.update((here / name).read_bytes() + b"\0")
-    digest.update((here.parent / "tables.py").read_bytes() + b"\0")
+    for path in code:
+        digest.update(path.read_bytes() + b"\0")
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -54,21 +53,38 @@ def _key(root: Path, arguments: Any) -> str:
 def cached_models(root: Path, arguments: Any, load: Callable[[], T]) -> T:
     """``load()``'s result for the tree at ``root`` and ``arguments``, from the cache when an entry has the same
     key, else loaded and stored. Errors raised by ``load`` are never cached."""
+    here = Path(__file__).parent
+    code = [*(here / name for name in _PARSER_MODULES), here.parent / "tables.py"]
+    return cached_tree(root, arguments, load, prefix=_PREFIX, code=code, packages=("sqlglot",))
+
+
+def cached_tree(
+    root: Path,
+    arguments: Any,
+    load: Callable[[], T],
+    *,
+    prefix: str,
+    code: list[Path],
+    packages: tuple[str, ...] = (),
+) -> T:
+    """The same for any tree of files read into Python objects (the expectation suites use it too): the key is
+    made of ``code`` (the modules that read the tree), the ``packages``' versions, ``arguments`` and every file
+    under ``root``; entries are named ``<prefix><key>.pickle``."""
     if os.environ.get("KPI_LAKE_SQL_CACHE", "on").lower() in ("off", "0", "false", "no"):
         return load()
-    key = _key(root, arguments)
-    entry = cache_dir() / f"{_PREFIX}{key}.pickle"
+    key = _key(root, arguments, code, packages)
+    entry = cache_dir() / f"{prefix}{key}.pickle"
     try:
         with open(entry, "rb") as handle:
             return pickle.load(handle)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         pass  # no entry yet, or one this code cannot read: parse again
     result = load()
-    _store(entry, result)
+    _store(entry, result, prefix)
     return result
 
 
-def _store(entry: Path, result: Any) -> None:
+def _store(entry: Path, result: Any, prefix: str) -> None:
     temporary: str | None = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +94,7 @@ def _store(entry: Path, result: Any) -> None:
         os.replace(temporary, entry)
         temporary = None
         # Entries of other trees (another checkout, an edited model) are removed once a week old.
-        for old in entry.parent.glob(f"{_PREFIX}*.pickle"):
+        for old in entry.parent.glob(f"{prefix}*.pickle"):
             if old != entry and _age_days(old) > 7:
                 old.unlink(missing_ok=True)
     except (OSError, pickle.PicklingError, RecursionError):

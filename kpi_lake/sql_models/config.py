@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from sqlglot import exp
-from sqlglot.errors import ParseError
 
-from kpi_lake.sql_models.parsing import DIALECT, Problem, SqlModelError, parse_table_name
+from kpi_lake.sql_models.problems import Problem, SqlModelError
 from kpi_lake.tables import TableRef
+
+# sqlglot (kpi_lake.sql_models.parsing) is imported in the functions that check a YAML: models loaded from the
+# cache (kpi_lake.sql_models.cache) need these classes, not the parser.
 
 #: libyaml's loader when PyYAML was built with it (several times faster: the code location reads every model's
 #: YAML at load), else the pure-Python one; both safe.
@@ -147,6 +148,11 @@ def read_config(
 def _read_columns(
     raw: Any, display: str, resolve_ref: Callable[[str], TableRef | None], problems: list[Problem]
 ) -> tuple[ColumnDoc, ...]:
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    from kpi_lake.sql_models.parsing import DIALECT
+
     if not isinstance(raw, list):
         problems.append(
             Problem(
@@ -189,6 +195,8 @@ def _read_tests(
     resolve_ref: Callable[[str], TableRef | None],
     problems: list[Problem],
 ) -> tuple[ColumnTest, ...]:
+    from kpi_lake.sql_models.parsing import parse_table_name
+
     where = f"column {column}"
     if not isinstance(raw, list):
         problems.append(Problem(display, f"{where}: tests must be a list"))

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import graphlib
 import hashlib
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlglot import exp
+from typing import TYPE_CHECKING, Any
 
 from kpi_lake.sql_models.cache import cached_models
 from kpi_lake.sql_models.config import ModelConfig, read_config
-from kpi_lake.sql_models.parsing import (
-    Problem,
-    SqlModelError,
-    is_model_name,
-    leading_comment,
-    node_position,
-    parse_query,
-    rewrite_macros,
-    table_uses,
-)
+from kpi_lake.sql_models.problems import Problem, SqlModelError
 from kpi_lake.tables import TableRef
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 #: Which engine runs a model whose YAML does not choose one (see docs/SQL_MODELS.md for the measurement).
 DEFAULT_ENGINE = "polars"
@@ -53,6 +47,24 @@ class SqlModel:
     @property
     def engine(self) -> str:
         return self.config.engine or self.default_engine
+
+    # A cached model (kpi_lake.sql_models.cache) keeps its parsed query as a pickle of its own, unpickled (and
+    # sqlglot imported) the first time the query is used: the code location loads models without the parser.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if "query" in state:
+            state["_query_pickle"] = pickle.dumps(state.pop("query"), protocol=pickle.HIGHEST_PROTOCOL)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "query" and "_query_pickle" in self.__dict__:
+            query = pickle.loads(self.__dict__.pop("_query_pickle"))
+            self.__dict__["query"] = query
+            return query
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def yml_path(self) -> str:
@@ -91,6 +103,8 @@ def load_sql_models(
 def _load_sql_models(
     root: Path, known_tables: Iterable[TableRef] | None, default_engine: str
 ) -> list[SqlModel]:
+    from kpi_lake.sql_models.parsing import is_model_name
+
     base = root.parent
     problems: list[Problem] = []
     files: dict[str, Path] = {}
@@ -169,6 +183,14 @@ def _load_model(
     known: set[TableRef] | None,
     default_engine: str,
 ) -> SqlModel:
+    from kpi_lake.sql_models.parsing import (
+        leading_comment,
+        node_position,
+        parse_query,
+        rewrite_macros,
+        table_uses,
+    )
+
     display = path.relative_to(base).as_posix()
     sql = path.read_text(encoding="utf-8")
     problems: list[Problem] = []

@@ -15,6 +15,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
+from kpi_lake.sql_models.problems import Problem, SqlModelError
 from kpi_lake.tables import LAYERS, TableRef
 
 #: Models are written in DuckDB's dialect (PostgreSQL-like, with ``qualify``, ``::`` casts, ``median``, …);
@@ -27,37 +28,7 @@ _TOKEN_POSITION = re.compile(r"from (\d+):(\d+)")
 _DIALECT = Dialect.get_or_raise(DIALECT)
 
 
-# ---- problems --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a model: the file, where in it (when known) and what was expected."""
-
-    path: str
-    message: str
-    line: int | None = None
-    col: int | None = None
-
-    def __str__(self) -> str:
-        where = self.path
-        if self.line is not None:
-            where += f", line {self.line}" + (f", col {self.col}" if self.col is not None else "")
-        return f"{where}: {self.message}"
-
-
-class SqlModelError(Exception):
-    """Models that cannot be loaded or built. ``problems`` lists each one with its file and line."""
-
-    def __init__(self, problems: list[Problem] | Problem):
-        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
-        if len(self.problems) == 1:
-            text = str(self.problems[0])
-        else:
-            text = f"{len(self.problems)} problems in SQL models:\n" + "\n".join(
-                f"- {p}" for p in self.problems
-            )
-        super().__init__(text)
+# ---- problems: kpi_lake/sql_models/problems.py (Problem, SqlModelError, imported above) ----------------
 
 
 # ---- positions -------------------------------------------------------------------------------------------
