@@ -260,8 +260,10 @@ def _land_files(
         with contextlib.ExitStack() as opened:
             path = opened.enter_context(landing.open_local(landed))
             # The hash, and for a file new to bronze whether its bytes are UTF-8 (read once for both; a known
-            # name is most often unchanged: its hash alone says so).
-            digested = file_digest(path, check_utf8=landed.name not in known)
+            # name is most often unchanged: its hash alone says so; a large file streamed in one pass has its
+            # bytes checked by polars as it is written).
+            single_pass = not validate_streams and path.stat().st_size >= STREAM_FROM_BYTES
+            digested = file_digest(path, check_utf8=landed.name not in known and not single_pass)
             digest = digested.sha256
             if landed.fingerprint:
                 hashed[landed.name] = (landed.fingerprint, digest)
@@ -397,7 +399,20 @@ def _parses_as_streamed(path: Path, name: str, spec: FileTable) -> bool:
 
 
 def _rows_written(lake: DeltaLake, ref: TableRef, names: list[str]) -> dict[str, int]:
-    """How many rows each of ``names`` has in bronze (a streamed file's count, read back from what was written)."""
+    """How many rows each of ``names`` has in bronze (a streamed file's count, read back from what was written):
+    from the Delta log's file statistics when every data file holding these names holds one of them alone
+    (its ``_source_file`` minimum and maximum both that name), else by reading ``_source_file``."""
+    actions = pl.DataFrame(lake.delta_table(ref).get_add_actions(flatten=True))
+    low, high = f"min.{SOURCE_FILE}", f"max.{SOURCE_FILE}"
+    if {low, high} <= set(actions.columns):
+        wanted = pl.col(low).is_in(names) | pl.col(high).is_in(names)
+        unknown = pl.col(low).is_null() | pl.col(high).is_null()
+        files = actions.filter(wanted | unknown)
+        # A file with no statistics for the column, or spanning two names (or a name cut short), is not counted
+        # from the log.
+        if files.filter(unknown | (pl.col(low) != pl.col(high))).height == 0:
+            counts = files.group_by(low).agg(pl.col("num_records").sum())
+            return {name: int(rows) for name, rows in counts.iter_rows()}
     counts = (
         lake.scan(ref).filter(pl.col(SOURCE_FILE).is_in(names)).group_by(SOURCE_FILE).agg(pl.len()).collect()
     )

@@ -254,6 +254,17 @@ def _wide_encoding_without_bom(head: bytes) -> str | None:
     return None
 
 
+def _starts_as_utf8(path: Path, size: int = 1 << 20) -> bool:
+    """Whether a file's first ``size`` bytes are UTF-8 (a character cut at the end of them counts as UTF-8)."""
+    with open(path, "rb") as handle:
+        head = handle.read(size)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _check_cp1252(handle, name: str) -> None:
     """Raise naming the first byte Windows-1252 does not define (the file is in no encoding we know)."""
     handle.seek(0)
@@ -383,6 +394,11 @@ def _read_delimited(
     stream_from_bytes: int | None = None,
     validate_stream: bool = True,
 ) -> RawFile:
+    streams = stream_from_bytes is not None and path.stat().st_size >= stream_from_bytes
+    if utf8 is None and streams and not validate_stream:
+        # polars checks every byte as the stream is written (one that is not UTF-8 fails the write, and the
+        # caller reads the file again, validated): a start that is UTF-8 is enough to stream it as UTF-8.
+        utf8 = _starts_as_utf8(path) or None
     encoding = detect_encoding(path, source_file, utf8=utf8)
     with open(path, encoding=encoding, newline="") as handle:
         sample = handle.read(256 * 1024)
@@ -398,11 +414,7 @@ def _read_delimited(
     columns = dict(zip(names, (h or "" for h in headers), strict=True))
     preamble = pl.lit(_preamble(head_rows[:header_index]), dtype=pl.String).alias(PREAMBLE)
 
-    if (
-        stream_from_bytes is not None
-        and encoding in ("utf-8", "utf-8-sig")
-        and path.stat().st_size >= stream_from_bytes
-    ):
+    if streams and encoding in ("utf-8", "utf-8-sig"):
         # A file not separated by commas is read in full anyway (its decimal mark is looked for in every cell).
         count = validate_stream or delimiter != ","
         scanned = _scan_with_polars(path, delimiter, header_index, names, count=count)

@@ -242,7 +242,7 @@ class DeltaLake(dg.ConfigurableResource):
         table = DeltaTable(self.uri(ref), storage_options=self.storage_options())
         actions = pl.DataFrame(table.get_add_actions(flatten=True))
         rows = int(actions["num_records"].sum()) if actions.height else 0
-        schema = pl.scan_delta(table).collect_schema()
+        schema = _polars_schema(table)
         protocol = table.protocol()
         if (protocol.min_reader_version, protocol.min_writer_version) != PROTOCOL:
             raise LakeWriteError(
@@ -557,6 +557,14 @@ class DeltaLake(dg.ConfigurableResource):
             operation=("create" if mode == "error" else mode) if not predicate else "replace_where",
             metrics={"retries": len(retries)} if retries else None,
         )
+
+
+def _polars_schema(table: Any) -> pl.Schema:
+    """A Delta table's schema in polars' types, from the log alone (what ``scan_delta`` gives, without the cost
+    of a first scan in the process)."""
+    import arro3.core
+
+    return pl.DataFrame(arro3.core.Table.from_batches([], schema=table.schema().to_arrow())).schema
 
 
 def _unique_keys_metadata(keys: list[str] | None) -> dict[str, str]:

@@ -4,6 +4,8 @@ the table it lands must be the one a whole read lands, row for row, with the sam
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from resources.azure import AzureStorage
 from resources.lake import DeltaLake
 from resources.landing import LandingZone
 from tests.pipeline_helpers import local_resources
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 EES_DATA = next(spec for spec in FILE_TABLES if spec.ref.path == "bronze/education/ees_data")
 FILES = ["ks2_la.csv", "absence_by_term.csv", "UD_NEETNK_LA_dashboard_2025.csv", "cin_sen_la.csv"]
@@ -143,3 +147,81 @@ def test_a_clean_large_file_is_parsed_once_and_its_rows_counted_from_what_was_wr
     assert report.rows_written == rows.height > 0
     by_file = rows.group_by(SOURCE_FILE).len()
     assert by_file.height == len(FILES)
+
+
+def test_a_streamed_files_rows_are_counted_from_the_delta_log_when_its_data_files_hold_it_alone(
+    tmp_path: Path, real_samples: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(bronze, "STREAM_FROM_BYTES", 0)
+    _, rows = _land(tmp_path, real_samples, "streamed")
+    resources = local_resources(tmp_path / "streamed" / "lake", tmp_path / "streamed" / "landing")
+    lake = resources["lake"]
+    names = [f"education/{f}" for f in FILES]
+    expected = dict(rows.group_by(SOURCE_FILE).len().iter_rows())
+    assert bronze._rows_written(lake, EES_DATA.ref, names) == expected
+    # Those files have over 32 columns, so Delta keeps no statistics of the lineage columns: counted by reading.
+    # A file of 25 columns alone in its data files: counted from the log's statistics, no row read.
+    one = tmp_path / "one"
+    csv = one / "landing" / "education" / "ees_school_level.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "benchmarks/generate_ees.py"),
+            "--rows",
+            "3000",
+            "--out",
+            str(csv),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    alone = local_resources(one / "lake", one / "landing")
+    report = bronze.land_files(EES_DATA, lake=alone["lake"], landing=alone["landing"], run_id="r")
+    assert report.rows_written == pl.read_csv(csv, infer_schema=False).height > 0
+    monkeypatch.setattr(type(alone["lake"]), "scan", lambda *a, **k: pytest.fail("rows read to count them"))
+    name = "education/ees_school_level.csv"
+    assert bronze._rows_written(alone["lake"], EES_DATA.ref, [name]) == {name: report.rows_written}
+
+
+def test_a_large_file_with_a_windows_1252_byte_past_its_start_lands_decoded_as_a_whole_read_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Streamed in one pass, a large new file is taken as UTF-8 from its first MiB; polars finds the byte that
+    # is not, the write commits nothing, and the file is read again: as Windows-1252, whole, every row kept.
+    source = tmp_path / "source.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "benchmarks/generate_ees.py"),
+            "--rows",
+            "12000",
+            "--out",
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    lines = source.read_bytes().splitlines(keepends=True)
+    fields = lines[-100].split(b",")
+    fields[12] = "St Mary’s £ School".encode("cp1252")  # the school name
+    lines[-100] = b",".join(fields)
+    assert len(b"".join(lines[:-100])) > 1 << 20
+    landed: dict[str, tuple[bronze.LandingReport, pl.DataFrame]] = {}
+    said: list[str] = []
+    for name, threshold in (("whole", 1 << 40), ("streamed", 0)):
+        monkeypatch.setattr(bronze, "STREAM_FROM_BYTES", threshold)
+        folder = tmp_path / name / "landing" / "education"
+        folder.mkdir(parents=True)
+        (folder / "ees_school_level.csv").write_bytes(b"".join(lines))
+        resources = local_resources(tmp_path / name / "lake", tmp_path / name / "landing")
+        lake = resources["lake"]
+        report = bronze.land_files(
+            EES_DATA, lake=lake, landing=resources["landing"], run_id="r", log=said.append
+        )
+        rows = lake.scan(EES_DATA.ref).drop(LOADED_AT, RUN_ID).sort(SOURCE_ROW).collect()
+        landed[name] = (report, rows)
+    (whole_report, whole), (streamed_report, streamed) = landed["whole"], landed["streamed"]
+    assert any("polars cannot stream it" in line for line in said)
+    assert streamed.equals(whole) and streamed.height == 12000
+    assert streamed_report.rows_written == whole_report.rows_written == 12000
+    assert "St Mary’s £ School" in streamed["school_name"].to_list()
