@@ -382,7 +382,8 @@ def _record_hashes(
     listed: list[str],
 ) -> None:
     """Record the hashes computed this time by fingerprint (after the table's commit), for files still landed."""
-    updated = {name: entry for name, entry in {**recorded, **hashed}.items() if name in set(listed)}
+    still_landed = set(listed)
+    updated = {name: entry for name, entry in {**recorded, **hashed}.items() if name in still_landed}
     if updated != recorded:
         ledger.save(updated)
 
