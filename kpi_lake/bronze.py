@@ -672,31 +672,51 @@ def land_database_table(
             full = f"last full reconciliation {last_full_reconciliation:%Y-%m-%d %H:%M} UTC"
 
     with engine.connect() as connection:
-        source_keys = duplicated_keys = pl.Series(key, [])
-        key_ranges: KeyRanges | None = None
-        if exists and full is None and types[key] == pl.Int64:
-            # Compare counts and sums per key range first (in the database): keys are read only where differ.
-            key_ranges = _differing_key_ranges(connection, table, key, lake, spec)
-        if exists:  # on a first load, the rows read are all the keys there are
-            keys_query = sa.select(table.c[key])
-            if key_ranges is not None:
-                keys_query = keys_query.where(key_ranges.where(table.c[key]))
-            source_keys = pl.read_database(keys_query, connection, schema_overrides={key: types[key]})[key]
-            duplicated_keys = _repeated(source_keys)
-            if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
-                full = f"{duplicated_keys.len()} keys appear more than once at source"
+        source_keys = duplicated_keys = pl.Series(key, [], dtype=types[key])
         query = sa.select(table)
         since = None
         if full is None:
             watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
             if watermark is not None:
                 since = _as_source_timestamp(watermark) - spec.lookback
-                recent = table.c[spec.watermark] >= since
-                if duplicated_keys.len():
-                    # Every row of a repeated key is read, so that all of them are set aside, not just the new.
-                    recent = recent | table.c[key].in_(duplicated_keys.to_list())
-                query = query.where(recent)
+                query = query.where(table.c[spec.watermark] >= since)
+        read_whole = full is not None or since is None
+        # The changed rows first: the keys they bring into bronze are counted on bronze's side below, so that a
+        # night of inserts (and updates) agrees with the source without reading a key.
         changed, rejected = _read_changed(connection, query, table, types, batch_size, spec, log)
+        if exists:  # on a first load, the rows read are all the keys there are
+            key_ranges: KeyRanges | None = None
+            if full is None:
+                arriving = _arriving_keys(lake, spec, changed[key])
+                # Compare counts and sums (per key range, for an integer key) first, in the database: keys are
+                # read only where they differ.
+                key_ranges = _differing_key_ranges(connection, table, key, types[key], lake, spec, arriving)
+            if key_ranges is None or key_ranges.buckets:
+                keys_query = sa.select(table.c[key])
+                if key_ranges is not None:
+                    keys_query = keys_query.where(key_ranges.where(table.c[key]))
+                keys_read = pl.read_database(keys_query, connection, schema_overrides={key: types[key]})
+                source_keys = keys_read[key]
+            duplicated_keys = _repeated(source_keys)
+            if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
+                full = f"{duplicated_keys.len()} keys appear more than once at source"
+            elif duplicated_keys.len() and not read_whole:
+                # Every row of a repeated key is read, so that all of them are set aside, not just the new.
+                repeated = pl.col(key).is_in(duplicated_keys.implode())
+                again, again_rejected = _read_changed(
+                    connection,
+                    sa.select(table).where(table.c[key].in_(duplicated_keys.to_list())),
+                    table,
+                    types,
+                    batch_size,
+                    spec,
+                    log,
+                )
+                changed = pl.concat([changed.filter(~repeated), again])
+                if key in rejected.columns:
+                    as_text = duplicated_keys.cast(pl.String).implode()
+                    rejected = rejected.filter(~pl.col(key).cast(pl.String).is_in(as_text))
+                rejected = pl.concat([rejected, again_rejected], how="diagonal_relaxed")
         if full is None:
             # A cheap comparison of keys: a row inserted with an old updated_at is missed by any watermark.
             # Keys just read (new rows past the watermark) are not unseen: they are about to be merged.
@@ -704,12 +724,13 @@ def land_database_table(
             if key in rejected.columns:
                 read.append(rejected[key])
             read_keys = pl.concat([k.cast(pl.String) for k in read])
-            unseen = _unseen_keys(lake, spec, source_keys, read_keys)
+            unseen = _unseen_keys(lake, spec, source_keys, read_keys) if source_keys.len() else 0
             if unseen:
                 full = f"{unseen} source keys not in bronze (inserted with an old {spec.watermark}?)"
-                changed, rejected = _read_changed(
-                    connection, sa.select(table), table, types, batch_size, spec, log
-                )
+        if full is not None and not read_whole:
+            changed, rejected = _read_changed(
+                connection, sa.select(table), table, types, batch_size, spec, log
+            )
     report.full_reconciliation = full
     report.rows_read = changed.height + rejected.height
     report.reconciled_at = loaded_at if full else last_full_reconciliation
@@ -818,9 +839,11 @@ def _differing_rows(
 
 
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.
-KEY_RANGES = 1024
-#: Beyond this many separate ranges to read, the query selects keys by range number instead.
+KEY_RANGES = 16384
+#: Beyond this many separate ranges to read, the query selects keys by range number instead ...
 MAX_KEY_RANGES_IN_QUERY = 100
+#: ... and beyond this many ranges, every key is read (a list of range numbers that long costs more).
+MAX_RANGE_NUMBERS_IN_QUERY = 4096
 
 
 @dataclass(frozen=True)
@@ -838,6 +861,8 @@ class KeyRanges:
 
         if not self.buckets:
             return sa.false()
+        if len(self.buckets) > MAX_RANGE_NUMBERS_IN_QUERY:
+            return sa.true()
         if len(self._runs()) > MAX_KEY_RANGES_IN_QUERY:
             # Changes in many places: one condition on the range number rather than a long OR of ranges.
             bucket = (column - sa.literal_column(str(self.low))) // sa.literal_column(str(self.width))
@@ -851,6 +876,8 @@ class KeyRanges:
 
     def expr(self, key: str) -> pl.Expr:
         """The same ranges as a polars condition on bronze."""
+        if not self.buckets:
+            return pl.lit(False)
         bucket = (pl.col(key) - self.low) // self.width
         return bucket.is_in(list(self.buckets))
 
@@ -864,37 +891,61 @@ class KeyRanges:
         return runs
 
 
+def _arriving_keys(lake: DeltaLake, spec: DatabaseTable, keys: pl.Series) -> pl.Series:
+    """The keys among ``keys`` (those of the rows just read) that bronze does not hold as live rows: new, or
+    back after a delete. Once merged they are bronze's too, so the comparison with the source counts them."""
+    keys = keys.drop_nulls().unique()
+    if keys.is_empty():
+        return keys
+    key = spec.primary_key
+    live = lake.scan(spec.ref).filter(~pl.col(DELETED_IN_SOURCE)).select(pl.col(key).cast(keys.dtype))
+    return pl.LazyFrame({key: keys}).join(live, on=key, how="anti").collect()[key]
+
+
 def _differing_key_ranges(
-    connection: Any, table: Any, key: str, lake: DeltaLake, spec: DatabaseTable
-) -> KeyRanges:
-    """The key ranges where the source and bronze (rows not marked deleted) disagree, by per-range counts,
-    distinct counts and sums of keys, each side computed where the data is (one ``GROUP BY`` in the database,
-    one streamed aggregate over bronze), once the whole-table totals have been found to differ (none when they
-    agree). A range holding a repeated key, a key bronze lacks (or set aside in
-    ``_rejected``) or a deleted key differs; a delete and an insert that balance count and sum in one range
-    would not, and are left to the periodic full reconciliation."""
+    connection: Any,
+    table: Any,
+    key: str,
+    dtype: pl.DataType,
+    lake: DeltaLake,
+    spec: DatabaseTable,
+    arriving: pl.Series,
+) -> KeyRanges | None:
+    """The key ranges where the source and bronze (rows not marked deleted, plus ``arriving``: the keys the
+    rows just read bring in) disagree, by per-range counts, distinct counts and sums of keys, each side computed
+    where the data is (one ``GROUP BY`` in the database, one streamed aggregate over bronze), once the
+    whole-table totals have been found to differ (none when they agree). A range holding a repeated key, a key
+    bronze lacks (or set aside in ``_rejected``) or a deleted key differs; a delete and an insert with an old
+    stamp that balance count and sum in one range would not, and are left to the periodic full
+    reconciliation. A key that is not an integer has no ranges: its whole-table counts are compared, and
+    ``None`` (read every key) is returned when they differ."""
     import sqlalchemy as sa
 
     column = table.c[key]
+    integer = dtype == pl.Int64
     # First the whole table on each side: count and sum of keys (and distinct keys, unless the source declares
     # the key its primary key). Equal totals on a quiet night end the comparison with one cheap query.
     unique_at_source = list(table.primary_key.columns.keys()) == [key]
-    totals = [sa.func.min(column), sa.func.max(column), sa.func.count(column), sa.func.sum(column)]
+    totals = [sa.func.count(column)]
+    if integer:
+        totals += [sa.func.min(column), sa.func.max(column), sa.func.sum(column)]
     if not unique_at_source:
         totals.append(sa.func.count(sa.distinct(column)))
-    low, high, rows, total, *distinct = connection.execute(sa.select(*totals)).one()
-    bronze = lake.scan(spec.ref).filter(~pl.col(DELETED_IN_SOURCE)).select(pl.col(key).cast(pl.Int64))
-    if low is not None and (not distinct or distinct[0] == rows):
-        b_rows, b_total = (
-            bronze.filter(pl.col(key).is_not_null())
-            .select(pl.len(), pl.col(key).sum())
-            .collect(engine="streaming")
-            .row(0)
-        )
+    found = connection.execute(sa.select(*totals)).one()
+    rows, distinct = found[0], (found[-1] if not unique_at_source else found[0])
+    live = lake.scan(spec.ref).filter(~pl.col(DELETED_IN_SOURCE)).select(pl.col(key).cast(dtype))
+    bronze = pl.concat([live, pl.LazyFrame({key: arriving.cast(dtype)})]).filter(pl.col(key).is_not_null())
+    if not integer:
+        b_rows = bronze.select(pl.len()).collect(engine="streaming").item()
+        return KeyRanges(0, 1, ()) if distinct == rows == b_rows else None
+    low, high, total = found[1:4]
+    bronze = bronze.select(pl.col(key).cast(pl.Int64))
+    if low is not None and distinct == rows:
+        b_rows, b_total = bronze.select(pl.len(), pl.col(key).sum()).collect(engine="streaming").row(0)
         if (int(b_rows), int(b_total or 0)) == (int(rows), int(total)):
             return KeyRanges(int(low), 1, ())
     if low is None:  # nothing at source: every bronze key is a candidate
-        b_low, b_high = bronze.select(pl.col(key).min(), pl.col(key).max()).collect().row(0)
+        b_low, b_high = live.select(pl.col(key).min(), pl.col(key).max()).collect().row(0)
         if b_low is None:
             return KeyRanges(0, 1, ())
         return KeyRanges(int(b_low), int(b_high) - int(b_low) + 1, (0,))
@@ -919,8 +970,7 @@ def _differing_key_ranges(
         orient="row",
     )
     mirrored = (
-        bronze.filter(pl.col(key).is_not_null())
-        .with_columns(((pl.col(key) - low) // width).alias("bucket"))
+        bronze.with_columns(((pl.col(key) - low) // width).alias("bucket"))
         .group_by("bucket")
         .agg(
             pl.len().alias("b_keys"),
