@@ -215,3 +215,29 @@ def test_a_text_key_is_compared_by_counts_and_a_delete_beside_an_insert_is_found
     )
     assert restored.full_reconciliation is not None and "not in bronze" in restored.full_reconciliation
     assert "19/00001/OUT" in lake.scan(spec.ref).collect()["ref"].to_list()
+
+
+def test_deletes_in_more_ranges_than_a_query_lists_are_read_by_range_number(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr("kpi_lake.bronze.MAX_KEY_RANGES_IN_QUERY", 5)
+    engine = _database(tmp_path / "systems.sqlite")
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    deleted = [7 + 3 * i for i in range(0, ROWS, ROWS // 12)][:12]  # twelve keys far apart
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("delete from cases where case_id in :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": deleted},
+        )
+    statements = Statements(engine)
+    report = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert report.rows_deleted == len(deleted) and report.full_reconciliation is None
+    (read,) = statements.key_reads()
+    assert " IN (" in read and "BETWEEN" not in read, read  # one condition on the range number
+    flagged = lake.scan(spec.ref).filter(pl.col(DELETED_IN_SOURCE)).collect()["case_id"].to_list()
+    assert sorted(flagged) == deleted
