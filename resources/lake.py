@@ -316,13 +316,25 @@ class DeltaLake(dg.ConfigurableResource):
         )
 
     def _create(
-        self, ref: TableRef, data: Frame, commit_metadata: dict[str, str] | None = None
+        self,
+        ref: TableRef,
+        data: Frame,
+        commit_metadata: dict[str, str] | None = None,
+        file_bytes: int | None = None,
     ) -> TableState | None:
         """Write a table's first version, failing if the table exists by then: two writers that both found no
         table cannot both append (Delta commits version 0 only once). None when another writer created it
-        first: the caller then writes into the existing table as usual."""
+        first: the caller then writes into the existing table as usual. ``file_bytes`` sets the table's
+        ``delta.targetFileSize``: the size of the files this write and every later merge writes."""
         try:
-            return self._write(ref, data, mode="error", schema_mode="merge", commit_metadata=commit_metadata)
+            return self._write(
+                ref,
+                data,
+                mode="error",
+                schema_mode="merge",
+                commit_metadata=commit_metadata,
+                file_bytes=file_bytes,
+            )
         except LakeWriteError:
             if self.exists(ref):
                 dg.get_dagster_logger("kpi_lake.lake").info(
@@ -437,10 +449,16 @@ class DeltaLake(dg.ConfigurableResource):
         *,
         delete_missing: bool = False,
         only_if_changed: list[str] | None = None,
+        file_bytes: int | None = None,
     ) -> TableState:
         """Upsert ``data`` on ``keys``: update matches, insert the rest (and with ``delete_missing``, delete
         target rows that ``data`` lacks). ``only_if_changed`` limits updates to rows where one of those columns
-        differs, so a rerun with the same data rewrites nothing.
+        differs, so a rerun with the same data rewrites nothing. ``file_bytes``: the data file size of a table
+        this creates (see :meth:`_create`).
+
+        A merge rewrites every data file holding a matched row (delta-rs writes no deletion vectors). The files
+        that cannot hold one are skipped by their key statistics (the source's key range is a pruning
+        predicate), so a table of modest files whose changes gather in few of them rewrites only those.
         """
         from deltalake import CommitProperties, DeltaTable
 
@@ -452,7 +470,9 @@ class DeltaLake(dg.ConfigurableResource):
                 f"merge into {ref}: {duplicates.height} keys appear more than once, e.g. {sample}"
             )
         if not self.exists(ref):
-            created = self._create(ref, frame, commit_metadata=_unique_keys_metadata(keys))
+            created = self._create(
+                ref, frame, commit_metadata=_unique_keys_metadata(keys), file_bytes=file_bytes
+            )
             if created is not None:
                 return created
         # A target that holds a key twice (left by two writers racing, before the lake lock) never heals
@@ -473,6 +493,9 @@ class DeltaLake(dg.ConfigurableResource):
                 source_alias="s",
                 target_alias="t",
                 merge_schema=True,
+                # The source is in memory already: not streaming it lets delta-rs prune target files by the
+                # source's key range instead of scanning every file.
+                streamed_exec=False,
                 commit_properties=CommitProperties(
                     # The keys were made unique above and the source repeats none: the merge keeps them so.
                     custom_metadata={
@@ -507,6 +530,7 @@ class DeltaLake(dg.ConfigurableResource):
         predicate: str | None = None,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
+        file_bytes: int | None = None,
     ) -> TableState:
         from deltalake import CommitProperties, WriterProperties
 
@@ -526,6 +550,9 @@ class DeltaLake(dg.ConfigurableResource):
             options["predicate"] = predicate
         if partition_by:
             options["partition_by"] = partition_by
+        if file_bytes:
+            options["target_file_size"] = file_bytes
+            options["configuration"] = {"delta.targetFileSize": str(file_bytes)}
         uri = self.uri(ref)
         if not is_remote(self.root):
             local_path(uri).parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,27 @@ def test_merge_upserts_and_rerun_changes_nothing(lake: DeltaLake):
     assert again.row_count == 3
 
 
+def test_a_table_of_modest_files_has_a_merge_of_recent_changes_rewrite_only_their_file(lake: DeltaLake):
+    rows = 200_000
+    created = lake.merge(REF, _requests(list(range(rows))), ["request_id"], file_bytes=256 * 1024)
+    table = DeltaTable(lake.uri(REF), storage_options=lake.storage_options())
+    files = len(table.file_uris())
+    assert files >= 4, files  # one file would be rewritten whole by any change
+    assert table.metadata().configuration["delta.targetFileSize"] == str(256 * 1024)
+    assert created.row_count == rows
+    # Tonight's changes are to the newest rows (and new ones): only the file holding them is rewritten.
+    change = pl.concat([_requests(list(range(rows - 50, rows)), "closed"), _requests([rows, rows + 1])])
+    state = lake.merge(REF, change, ["request_id"], only_if_changed=["status", "updated_at"])
+    assert state.metrics["num_target_rows_updated"] == 50
+    assert state.metrics["num_target_rows_inserted"] == 2
+    assert state.metrics["num_target_files_removed"] == 1, state.metrics
+    after = lake.scan(REF).collect()
+    assert after.height == rows + 2 and after["request_id"].is_unique().all()
+    assert after.filter(pl.col("status") == "closed")["request_id"].sort().to_list() == list(
+        range(rows - 50, rows)
+    )
+
+
 def test_merge_refuses_duplicate_keys_and_leaves_table_alone(lake: DeltaLake):
     lake.overwrite(REF, _requests([1]))
     with pytest.raises(LakeWriteError, match="appear more than once"):
