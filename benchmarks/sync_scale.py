@@ -33,10 +33,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-#: Where tonight's changes fall: among the newest rows (``recent``: cases opened lately are the ones closed,
-#: corrected and withdrawn) or evenly over the whole table (``spread``: the worst case for file rewrites).
+#: Where tonight's changes fall: among the rows changed most recently (``recent``: cases opened or worked on
+#: lately are the ones closed, corrected and withdrawn) or evenly over the whole table (``spread``: the worst
+#: case for file rewrites).
 PATTERNS = ("recent", "spread")
-#: The newest share of rows that ``recent`` changes fall in.
+#: The share of rows, by latest ``updated_at``, that ``recent`` changes fall in.
 RECENT_SHARE = 0.05
 
 
@@ -69,8 +70,16 @@ def change_business_rows(
             for table, key in BUSINESS_TABLES.items():
                 columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
                 integer_key = connection.execute(f'SELECT typeof(max("{key}")) FROM "{table}"').fetchone()[0]
-                last_rowid = connection.execute(f'SELECT max(rowid) FROM "{table}"').fetchone()[0] or 0
-                newest = f" AND rowid > {int(last_rowid * (1 - within))}" if pattern == "recent" else ""
+                newest = ""
+                if (
+                    pattern == "recent"
+                ):  # the rows last changed most recently: the newest `within` by updated_at
+                    rows = connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+                    (since,) = connection.execute(
+                        f'SELECT updated_at FROM "{table}" ORDER BY updated_at DESC LIMIT 1 OFFSET ?',
+                        (max(0, int(rows * within) - 1),),
+                    ).fetchone() or ("",)
+                    newest = f" AND updated_at >= '{since}'"
                 picked = f"rowid % {step} = {seed % step}{newest}"
                 # Updates: one in ten a soft delete, the rest just re-touched (a correction of a flag would
                 # do the same to the pipeline: a new updated_at, the row merged and re-conformed).

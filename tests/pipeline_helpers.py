@@ -56,3 +56,17 @@ def snapshot(lake: DeltaLake, refs: list[TableRef]) -> dict[TableRef, tuple[int,
         data = frame.drop([c for c in ("_loaded_at", "_run_id") if c in frame.columns])
         result[ref] = (lake.state(ref).version, data.sort(data.columns))
     return result
+
+
+def azurite_landing(azurite: str, files: dict[str, Path]) -> tuple[LandingZone, AzureStorage, str]:
+    """A landing zone in a fresh Azurite container holding ``files`` (landing-relative name → local file):
+    the zone, the storage it uses and the container's name."""
+    import uuid
+
+    container = f"landing-{uuid.uuid4().hex[:8]}"
+    azure = AzureStorage(use_emulator=True, emulator_url=azurite)
+    fs = azure.filesystem(f"az://{container}/incoming")
+    fs.mkdir(container)
+    for name, local in files.items():
+        fs.put_file(str(local), f"{container}/incoming/{name}")
+    return LandingZone(root=f"az://{container}/incoming", azure=azure), azure, container

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import polars as pl
@@ -17,8 +16,7 @@ from kpi_lake import bronze, raw_files
 from kpi_lake.raw_files import LOADED_AT, RUN_ID, SOURCE_FILE, SOURCE_ROW
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
-from resources.landing import LandingZone
-from tests.pipeline_helpers import local_resources
+from tests.pipeline_helpers import azurite_landing, local_resources
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,13 +63,9 @@ def test_a_streamed_file_from_an_azure_landing_zone_is_read_before_its_download_
     # so the download must outlive the loop that found it.
     _, whole = _land(tmp_path, real_samples, "whole")
     monkeypatch.setattr(bronze, "STREAM_FROM_BYTES", 0)
-    container = f"landing-{uuid.uuid4().hex[:8]}"
-    azure = AzureStorage(use_emulator=True, emulator_url=azurite)
-    fs = azure.filesystem(f"az://{container}/incoming")
-    fs.mkdir(container)
-    for file in FILES:
-        fs.put_file(str(real_samples / "education" / file), f"{container}/incoming/education/{file}")
-    landing = LandingZone(root=f"az://{container}/incoming", azure=azure)
+    landing, _, _ = azurite_landing(
+        azurite, {f"education/{file}": real_samples / "education" / file for file in FILES}
+    )
     lake = DeltaLake(root=str(tmp_path / "remote-lake"), azure=AzureStorage())
     siblings = [spec for spec in FILE_TABLES if spec.source == "education"]
     report = bronze.land_files(EES_DATA, lake=lake, landing=landing, run_id="r", siblings=siblings)

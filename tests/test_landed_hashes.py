@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import polars as pl
@@ -17,10 +16,9 @@ from assets.bronze import FILE_TABLES
 from kpi_lake import bronze
 from kpi_lake.landed_hashes import LandedHashes, local_fingerprint
 from kpi_lake.raw_files import SOURCE_FILE
-from resources.azure import AzureStorage
 from resources.lake import DeltaLake
 from resources.landing import LandingZone
-from tests.pipeline_helpers import local_resources
+from tests.pipeline_helpers import azurite_landing, local_resources
 
 EES_DATA = next(spec for spec in FILE_TABLES if spec.ref.path == "bronze/education/ees_data")
 SIBLINGS = [spec for spec in FILE_TABLES if spec.source == "education"]
@@ -153,13 +151,9 @@ def test_a_missing_or_corrupt_record_only_means_hashing_again(
 def test_an_azure_landing_zone_is_not_downloaded_again_when_nothing_changed(
     tmp_path: Path, real_samples: Path, azurite: str, monkeypatch: pytest.MonkeyPatch
 ):
-    container = f"landing-{uuid.uuid4().hex[:8]}"
-    azure = AzureStorage(use_emulator=True, emulator_url=azurite)
-    fs = azure.filesystem(f"az://{container}/incoming")
-    fs.mkdir(container)
-    for name in FILES:
-        fs.put_file(str(real_samples / "education" / name), f"{container}/incoming/education/{name}")
-    landing = LandingZone(root=f"az://{container}/incoming", azure=azure)
+    landing, azure, container = azurite_landing(
+        azurite, {f"education/{name}": real_samples / "education" / name for name in FILES}
+    )
     lake = DeltaLake(root=f"az://{container}/lake", azure=azure)
     lake.ensure_root()
     downloads: list[str] = []
@@ -180,6 +174,8 @@ def test_an_azure_landing_zone_is_not_downloaded_again_when_nothing_changed(
     shutil.copy(real_samples / "education" / "ks2_la.csv", path)
     with path.open("ab") as handle:
         handle.write(path.read_bytes().splitlines(keepends=True)[-1])
-    fs.put_file(str(path), f"{container}/incoming/education/ks2_la.csv")
+    azure.filesystem(f"az://{container}/incoming").put_file(
+        str(path), f"{container}/incoming/education/ks2_la.csv"
+    )
     report = _land(lake, landing)
     assert downloads == ["education/ks2_la.csv"] and report.loaded == ["education/ks2_la.csv"]
