@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import TYPE_CHECKING
 
-from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri
+from kpi_lake.storage import join_uri
 
 if TYPE_CHECKING:
     from kpi_lake.tables import TableRef
@@ -53,13 +52,7 @@ class LandedHashes:
     def load(self) -> dict[str, tuple[str, str]]:
         """File name → (fingerprint, hash); empty when nothing is recorded or the record cannot be read."""
         try:
-            if is_remote(self.uri):
-                fs = self._filesystem()
-                location = parse_azure_uri(self.uri)
-                text = fs.cat_file(f"{location.container}/{location.path}").decode()
-            else:
-                text = local_path(self.uri).read_text()
-            document = json.loads(text)
+            document = json.loads(self.lake.read_document(self.uri).decode())
         except (OSError, ValueError, UnicodeDecodeError):  # missing, unreadable or corrupt: hash everything
             return {}
         if not isinstance(document, dict) or document.get("version") != _VERSION:
@@ -78,18 +71,7 @@ class LandedHashes:
         data = json.dumps(
             {"version": _VERSION, "files": {n: list(v) for n, v in sorted(files.items())}}, indent=0
         ).encode()
-        if is_remote(self.uri):
-            location = parse_azure_uri(self.uri)
-            self._filesystem().pipe_file(f"{location.container}/{location.path}", data)
-            return
-        target = local_path(self.uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, target)
-
-    def _filesystem(self):
-        return self.lake.azure.filesystem(self.lake.root)
+        self.lake.write_document(self.uri, data)
 
 
 __all__ = ["LANDED_PATH", "LandedHashes", "blob_fingerprint", "local_fingerprint"]

@@ -62,6 +62,22 @@ def local_path(uri: str) -> Path:
     return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a local file so that a reader sees the old content or the new, never half: into a temporary file
+    beside it, then renamed over it. Parent folders are made."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as partial:
+        partial.write(data)
+    try:
+        os.replace(partial.name, path)
+    except OSError:
+        os.unlink(partial.name)
+        raise
+
+
 def redact(uri: str) -> str:
     """A URI safe to log: any query string (a SAS token, say) is cut off."""
     return uri.split("?", 1)[0]

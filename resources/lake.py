@@ -24,7 +24,7 @@ import polars as pl
 
 from kpi_lake.frames import delta_compatible
 from kpi_lake.raw_files import LOADED_AT
-from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri, redact
+from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri, redact, write_atomically
 from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
 
@@ -149,6 +149,23 @@ class DeltaLake(dg.ConfigurableResource):
 
     def storage_options(self) -> dict[str, str] | None:
         return self.azure.delta_storage_options(self.root) if is_remote(self.root) else None
+
+    # ---- small documents beside the tables (reports, records) ---------------------------------------------
+    def write_document(self, uri: str, data: bytes) -> None:
+        """Write a small file at ``uri`` (in the lake's folder or container) whole: a reader sees the old
+        content or the new. Locally through a rename; on Azure a blob upload replaces the blob at once."""
+        if not is_remote(uri):
+            write_atomically(local_path(uri), data)
+            return
+        location = parse_azure_uri(uri)
+        self.azure.filesystem(self.root).pipe_file(f"{location.container}/{location.path}", data)
+
+    def read_document(self, uri: str) -> bytes:
+        """The bytes of a file :meth:`write_document` wrote; ``FileNotFoundError`` when there is none."""
+        if not is_remote(uri):
+            return local_path(uri).read_bytes()
+        location = parse_azure_uri(uri)
+        return self.azure.filesystem(self.root).cat_file(f"{location.container}/{location.path}")
 
     def _delta_options(self) -> dict[str, str] | None:
         """Storage options for delta-rs calls (not polars readers, which type these keys differently)."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from kpi_lake.storage import join_uri
 from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake, LakeWriteError
@@ -141,3 +143,14 @@ def test_duplicate_key_check_reads_only_the_log_after_a_write_that_promised_uniq
     assert "kpi_lake.unique_keys" not in lake.last_commit_metadata(REF)
     assert lake.heal_duplicate_keys(REF, ["request_id"]) == 1
     assert sorted(lake.scan(REF).collect()["request_id"]) == [1, 2, 3, 4]
+
+
+def test_a_document_in_the_lake_is_replaced_whole_and_read_back(lake: DeltaLake):
+    uri = join_uri(lake.root, "_kpi_lake", "notes", "record.json")
+    with pytest.raises(FileNotFoundError):
+        lake.read_document(uri)
+    lake.write_document(uri, b'{"a": 1}')
+    lake.write_document(uri, b'{"a": 2, "b": 3}')
+    assert lake.read_document(uri) == b'{"a": 2, "b": 3}'
+    if not uri.startswith("az://"):  # locally: through a temporary file beside it, renamed over it
+        assert [p.name for p in Path(uri).parent.iterdir()] == ["record.json"]

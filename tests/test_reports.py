@@ -94,7 +94,7 @@ def test_materialisation_writes_html_pdf_and_workbook_with_links_pages_and_count
         assert metadata[f"{audience}_pdf_pages"] >= 5
     headline = sum(metadata[f"kpis_rag_{s}"] for s in ("green", "amber", "red", "no_target", "no_data"))
     assert headline == metadata["kpis_kpis"] > 20
-    assert not list(folder.glob(".*partial")), "no half-written file is left behind"
+    assert not list(folder.glob(".*")), "no half-written (temporary) file is left behind"
 
 
 def test_every_kpi_row_in_the_workbook_and_the_html_equals_the_mart(lake, quarter, materialised):

@@ -23,7 +23,7 @@ from kpi_lake.reports.data import (
     quarter_key_of,
     quarter_keys,
 )
-from kpi_lake.storage import is_remote, join_uri, local_path, parse_azure_uri, redact
+from kpi_lake.storage import join_uri, redact, write_atomically
 
 if TYPE_CHECKING:
     from resources.lake import DeltaLake
@@ -100,7 +100,7 @@ def write_report(report: Report, folder: str | Path) -> dict[str, str]:
     written = {}
     for name, content in report.documents().items():
         path = target / name
-        _write_atomically(path, content)
+        write_atomically(path, content)
         written[name.rsplit(".", 1)[1]] = str(path)
     return written
 
@@ -108,25 +108,12 @@ def write_report(report: Report, folder: str | Path) -> dict[str, str]:
 def publish_report(lake: DeltaLake, report: Report) -> dict[str, str]:
     """Write the documents to ``<lake>/reports/<period_key>/`` through the lake's storage; their URIs."""
     folder = join_uri(lake.root, REPORTS_PATH, report.data.period_key)
-    if not is_remote(lake.root):
-        return write_report(report, local_path(folder))
-    location = parse_azure_uri(folder)
-    fs = lake.azure.filesystem(lake.root)
-    base = f"{location.container}/{location.path}"
-    fs.makedirs(base, exist_ok=True)
     written = {}
     for name, content in report.documents().items():
-        with fs.open(f"{base}/{name}", "wb") as handle:  # a blob upload replaces the blob whole
-            handle.write(content)
-        written[name.rsplit(".", 1)[1]] = redact(join_uri(folder, name))
+        uri = join_uri(folder, name)
+        lake.write_document(uri, content)
+        written[name.rsplit(".", 1)[1]] = redact(uri)
     return written
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """A reader never sees half a file: write beside it, then rename over it."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(content)
-    partial.replace(path)
 
 
 def report_metadata(report: Report, files: dict[str, str]) -> dict[str, Any]:
