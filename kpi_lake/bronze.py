@@ -262,7 +262,7 @@ def _land_files(
             # The hash, and for a file new to bronze whether its bytes are UTF-8 (read once for both; a known
             # name is most often unchanged: its hash alone says so; a large file streamed in one pass has its
             # bytes checked by polars as it is written).
-            single_pass = not validate_streams and path.stat().st_size >= STREAM_FROM_BYTES
+            single_pass = not validate_streams and landed.size >= STREAM_FROM_BYTES
             digested = file_digest(path, check_utf8=landed.name not in known and not single_pass)
             digest = digested.sha256
             if landed.fingerprint:

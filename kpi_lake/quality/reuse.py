@@ -58,7 +58,7 @@ def reused_report(
         if name == "freshness":
             outcomes.append(native.freshness(suite.native["freshness"], _last_commit(table), now))
         else:
-            outcomes.append(_outcome(suite, rows[name]))
+            outcomes.append(history_outcome(suite, rows[name]))
     scope = f"unchanged since version {version}: results of run {first['run_id'][:8]} reused"
     report = ValidationReport(
         suite=suite,
@@ -77,7 +77,8 @@ def reused_report(
     return report, history_version
 
 
-def _outcome(suite: Suite, row: dict[str, Any]) -> CheckOutcome:
+def history_outcome(suite: Suite, row: dict[str, Any]) -> CheckOutcome:
+    """One check's outcome as a row of the validation history recorded it (for content that has not changed)."""
     expectation = next((e for e in suite.expectations if e.name == row["check_name"]), None)
     return CheckOutcome(
         name=row["check_name"],

@@ -10,7 +10,6 @@ rows validated by the row-by-row expectations; counts, uniqueness and aggregates
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -234,31 +233,15 @@ def _latest_run(previous: pl.DataFrame) -> pl.DataFrame | None:
 
 def _reuse(suite: Suite, previous: pl.DataFrame) -> list[CheckOutcome]:
     """Outcomes of the last validation, for content that has not changed since (same suite, same rows)."""
+    from kpi_lake.quality.reuse import history_outcome
+
     by_name = {row["check_name"]: row for row in previous.iter_rows(named=True)}
     outcomes = []
     for expectation in suite.gx_expectations:
         row = by_name.get(expectation.name)
         if row is None:  # cannot happen with the same suite hash; validate rather than guess
             raise RuntimeError(f"{suite.ref}: no earlier result for {expectation.name} to reuse")
-        outcomes.append(
-            CheckOutcome(
-                name=expectation.name,
-                kind="gx",
-                severity=expectation.severity,
-                success=bool(row["success"]),
-                description=expectation.describe(),
-                expectation_type=expectation.type,
-                column=row["column"],
-                scope=expectation.scope,
-                observed_value=row["observed_value"],
-                unexpected_count=row["unexpected_count"],
-                unexpected_percent=row["unexpected_percent"],
-                element_count=row["element_count"],
-                sample=json.loads(row["sample_failing_rows"]) if row["sample_failing_rows"] else [],
-                message=row["message"] or "",
-                kwargs=dict(expectation.kwargs),
-            )
-        )
+        outcomes.append(history_outcome(suite, row))
     return outcomes
 
 
