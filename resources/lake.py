@@ -130,6 +130,12 @@ class TableState:
 PRUNED_MERGE_ROWS = 500_000
 
 
+def _blob_path(uri: str) -> str:
+    """``container/path`` of an Azure URI, as fsspec (adlfs) names a blob."""
+    location = parse_azure_uri(uri)
+    return f"{location.container}/{location.path}"
+
+
 class DeltaLake(dg.ConfigurableResource):
     """Delta tables under ``root`` (a local folder or ``az://`` / ``abfss://`` URI), one per asset key."""
 
@@ -157,15 +163,13 @@ class DeltaLake(dg.ConfigurableResource):
         if not is_remote(uri):
             write_atomically(local_path(uri), data)
             return
-        location = parse_azure_uri(uri)
-        self.azure.filesystem(self.root).pipe_file(f"{location.container}/{location.path}", data)
+        self.azure.filesystem(self.root).pipe_file(_blob_path(uri), data)
 
     def read_document(self, uri: str) -> bytes:
         """The bytes of a file :meth:`write_document` wrote; ``FileNotFoundError`` when there is none."""
         if not is_remote(uri):
             return local_path(uri).read_bytes()
-        location = parse_azure_uri(uri)
-        return self.azure.filesystem(self.root).cat_file(f"{location.container}/{location.path}")
+        return self.azure.filesystem(self.root).cat_file(_blob_path(uri))
 
     def _delta_options(self) -> dict[str, str] | None:
         """Storage options for delta-rs calls (not polars readers, which type these keys differently)."""
@@ -477,9 +481,9 @@ class DeltaLake(dg.ConfigurableResource):
         differs, so a rerun with the same data rewrites nothing. ``file_bytes``: the data file size of a table
         this creates (see :meth:`_create`).
 
-        A merge rewrites every data file holding a matched row (delta-rs writes no deletion vectors). The files
-        that cannot hold one are skipped by their key statistics (the source's key range is a pruning
-        predicate), so a table of modest files whose changes gather in few of them rewrites only those.
+        A merge rewrites every data file holding a matched row (delta-rs writes no deletion vectors), so a table
+        of modest files whose changes gather in few of them rewrites only those; a source of up to
+        ``PRUNED_MERGE_ROWS`` rows also skips reading the files outside its key range.
         """
         from deltalake import CommitProperties, DeltaTable
 

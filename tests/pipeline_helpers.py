@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
 
 from assets.bronze import DATABASE_TABLES, FILE_TABLES
 from kpi_lake.tables import TableRef
@@ -56,6 +57,16 @@ def snapshot(lake: DeltaLake, refs: list[TableRef]) -> dict[TableRef, tuple[int,
         data = frame.drop([c for c in ("_loaded_at", "_run_id") if c in frame.columns])
         result[ref] = (lake.state(ref).version, data.sort(data.columns))
     return result
+
+
+def sqlite_table(path: Path, create: str, insert: str, rows: list[dict]) -> sa.Engine:
+    """A SQLite database at ``path`` with one table made by ``create`` and filled by ``insert`` with ``rows``:
+    a business system's table for the bronze extract tests."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(sa.text(create))
+        connection.execute(sa.text(insert), rows)
+    return engine
 
 
 def azurite_landing(azurite: str, files: dict[str, Path]) -> tuple[LandingZone, AzureStorage, str]:

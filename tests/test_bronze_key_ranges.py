@@ -12,22 +12,19 @@ import sqlalchemy as sa
 from kpi_lake.bronze import DELETED_IN_SOURCE, DatabaseTable, land_database_table
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
+from tests.pipeline_helpers import sqlite_table
 
 ROWS = 20_000
 STAMP = dt.datetime(2026, 1, 5, 9, 30)
 
 
 def _database(path: Path) -> sa.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("create table cases (case_id integer primary key, status text, updated_at timestamp)")
-        )
-        connection.execute(
-            sa.text("insert into cases values (:id, :status, :at)"),
-            [{"id": i * 3 + 7, "status": "open", "at": STAMP} for i in range(ROWS)],
-        )
-    return engine
+    return sqlite_table(
+        path,
+        "create table cases (case_id integer primary key, status text, updated_at timestamp)",
+        "insert into cases values (:id, :status, :at)",
+        [{"id": i * 3 + 7, "status": "open", "at": STAMP} for i in range(ROWS)],
+    )
 
 
 class Statements:
@@ -163,16 +160,12 @@ def test_a_night_of_inserts_and_updates_agrees_without_reading_a_key(tmp_path: P
 
 
 def _text_keyed(path: Path) -> sa.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("create table applications (ref text primary key, status text, updated_at timestamp)")
-        )
-        connection.execute(
-            sa.text("insert into applications values (:ref, 'received', :at)"),
-            [{"ref": f"25/{i:05d}/FUL", "at": STAMP} for i in range(3_000)],
-        )
-    return engine
+    return sqlite_table(
+        path,
+        "create table applications (ref text primary key, status text, updated_at timestamp)",
+        "insert into applications values (:ref, 'received', :at)",
+        [{"ref": f"25/{i:05d}/FUL", "at": STAMP} for i in range(3_000)],
+    )
 
 
 def test_a_text_key_is_compared_by_counts_and_a_delete_beside_an_insert_is_found(tmp_path: Path):

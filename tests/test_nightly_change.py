@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from kpi_lake.bronze import DELETED_IN_SOURCE, DatabaseTable, land_database_table
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
+from tests.pipeline_helpers import sqlite_table
 
 ROWS = 30_000
 OLD = dt.datetime(2025, 6, 1, 9, 30)
@@ -22,16 +23,12 @@ LINEAGE = ["_loaded_at", "_run_id", "_source_table"]
 
 
 def _database(path: Path) -> sa.Engine:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("create table cases (case_id integer primary key, status text, updated_at timestamp)")
-        )
-        connection.execute(
-            sa.text("insert into cases values (:id, 'open', :at)"),
-            [{"id": i * 2 + 1, "at": OLD + dt.timedelta(seconds=61 * i)} for i in range(ROWS)],
-        )
-    return engine
+    return sqlite_table(
+        path,
+        "create table cases (case_id integer primary key, status text, updated_at timestamp)",
+        "insert into cases values (:id, 'open', :at)",
+        [{"id": i * 2 + 1, "at": OLD + dt.timedelta(seconds=61 * i)} for i in range(ROWS)],
+    )
 
 
 def _change_one_percent(engine: sa.Engine) -> dict[str, int]:
