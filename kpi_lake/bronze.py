@@ -792,6 +792,36 @@ def land_database_table(
     return report
 
 
+def source_fingerprint(spec: DatabaseTable, engine: Any) -> str:
+    """What says a source table is as bronze last found it, without reading its rows: its columns and types,
+    its row count, newest ``watermark`` and sum of keys (an integer key), and the keys and stamps of the rows
+    inside the look-back window from that newest stamp. A change :func:`land_database_table` finds between
+    full reconciliations changes this: an update moves a stamp, an insert or hard delete the count, a late
+    commit with an older stamp the window's rows. What it cannot see (an update that keeps its old stamp), the
+    incremental read cannot either: both are left to the periodic full reconciliation."""
+    import hashlib
+    import json
+
+    import sqlalchemy as sa
+
+    table = sa.Table(spec.table, sa.MetaData(), autoload_with=engine)
+    key, stamp = table.c[spec.primary_key], table.c[spec.watermark]
+    totals = [sa.func.count(), sa.func.max(stamp)]
+    if isinstance(key.type, sa.Integer):
+        totals.append(sa.func.sum(key))
+    digest = hashlib.sha256()
+    with engine.connect() as connection:
+        found = connection.execute(sa.select(*totals)).one()
+        columns = [(column.name, str(column.type)) for column in table.columns]
+        digest.update(json.dumps([columns, [str(value) for value in found]]).encode())
+        newest = found[1]
+        if isinstance(newest, dt.date):  # a datetime too; a stamp stored as text has no window to take
+            window = sa.select(key, stamp).where(stamp >= newest - spec.lookback).order_by(key, stamp)
+            for row in connection.execute(window):
+                digest.update(f"{row[0]}\t{row[1]}\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def _read_changed(
     connection: Any,
     query: Any,

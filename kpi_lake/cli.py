@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         "--select", default=None, help="a Dagster asset selection, e.g. 'group:bronze_spar_net'"
     )
     sync.add_argument(
+        "--all",
+        action="store_true",
+        help="run every asset, whether or not its sources changed (default: only what changed, and "
+        "everything weekly or when the code changed)",
+    )
+    sync.add_argument(
         "--verbose", action="store_true", help="print Dagster's run log (default: warnings only)"
     )
     sync.add_argument(
@@ -206,6 +212,32 @@ def _sync_locked(
     from kpi_lake.sync_report import Progress, print_tables, table_lines
     from pipelines.runs import run_nightly_sync
 
+    plan = None
+    tags = run_tags(lake_uri)
+    if not args.select:
+        # Only what changed (pipelines/planning.py): each source is checked before the run is made.
+        from pipelines.planning import PLAN_TAG, plan_sync
+
+        with dg.build_resources(
+            {name: defs.resources[name] for name in ("lake", "landing", "business_db")}, instance=instance
+        ) as initialised:
+            plan = plan_sync(
+                lake=initialised.lake,
+                landing=initialised.landing,
+                business_db=initialised.business_db,
+                instance=instance,
+                asset_graph=defs.resolve_asset_graph(),
+                everything="asked for (--all)" if args.all else None,
+            )
+        print(f"kpi-lake sync: {plan.summary()}")
+        if plan.nothing_to_do:
+            print(
+                f"\nkpi-lake sync: nothing to run ({time.perf_counter() - started:.1f}s) — lake: "
+                f"{redact(lake_uri)}. `kpi-lake sync --all` runs every asset anyway."
+            )
+            return 0
+        tags[PLAN_TAG] = plan.plan_id
+
     log_level = "INFO" if args.verbose else "WARNING"
     progress = Progress()
     try:
@@ -213,13 +245,19 @@ def _sync_locked(
             instance,
             run_id=run_id,
             select=args.select,
-            tags=run_tags(lake_uri),
+            asset_keys=None if plan is None or plan.everything else plan.selection,
+            tags=tags,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             on_plan=progress.plan,
             on_event=progress.event,
         )
     finally:
         progress.finish()
+    if plan is not None and result.success:
+        from pipelines.planning import record_plan
+
+        with dg.build_resources({"lake": lake}, instance=instance) as initialised:
+            record_plan(initialised.lake, plan.to_document())
     elapsed = time.perf_counter() - started
 
     print(

@@ -10,7 +10,13 @@ from assets.quality import quality_checks
 from assets.silver import silver_assets
 from pipelines import sensors
 from pipelines.environment import get_resources
-from pipelines.jobs import nightly_schedule, nightly_sync, quarterly_report, quarterly_report_after_sync
+from pipelines.jobs import (
+    nightly_schedule,
+    nightly_sync,
+    quarterly_report,
+    quarterly_report_after_sync,
+    sync_plan_recorded,
+)
 from pipelines.locked_executor import lake_locked_executor
 
 all_assets = [
@@ -27,7 +33,7 @@ defs = dg.Definitions(
     asset_checks=quality_checks(all_assets),
     jobs=[nightly_sync, quarterly_report, *sensors.jobs],
     schedules=[nightly_schedule],
-    sensors=[*sensors.sensors, quarterly_report_after_sync],
+    sensors=[*sensors.sensors, quarterly_report_after_sync, sync_plan_recorded],
     resources={**get_resources(), **sensors.operations_resources()},
     # Every run (schedule, sensor, UI) holds the lake lock for its whole length: see kpi_lake/locking.py.
     executor=lake_locked_executor,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,17 +53,19 @@ class RunOutcome:
         ]
 
 
-def _recon_job(select: str | None):
+def _recon_job(select: str | None, asset_keys: Iterable[dg.AssetKey] | None = None):
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     repository = ReconstructableRepository.for_module(
         MODULE_NAME, ATTRIBUTE, working_directory=str(PROJECT_ROOT)
     )
     recon_job = repository.get_reconstructable_job(JOB_NAME)
-    if not select:
+    if asset_keys is not None:
+        keys = frozenset(asset_keys)
+    elif select:
+        keys = selected_keys(select, recon_job.get_definition().asset_layer.asset_graph)
+    else:
         return recon_job, None
-    job_def = recon_job.get_definition()
-    keys = selected_keys(select, job_def.asset_layer.asset_graph)
     return recon_job.get_subset(asset_selection=keys), keys
 
 
@@ -98,17 +100,18 @@ def run_nightly_sync(
     *,
     run_id: str,
     select: str | None = None,
+    asset_keys: Iterable[dg.AssetKey] | None = None,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
     on_plan: Callable[[list[str]], None] = lambda _: None,
     on_event: Callable[[Any], None] = lambda _: None,
 ) -> RunOutcome:
-    """Create a run of ``nightly_sync`` (or of an asset selection of it) with the code location's origin in
-    ``instance`` and execute it here. ``on_plan`` gets the step keys before the first step, ``on_event`` every
+    """Create a run of ``nightly_sync`` (or of an asset selection of it: a selection string, or the keys of a
+    sync plan) with the code location's origin in ``instance`` and execute it here. ``on_plan`` gets the step keys before the first step, ``on_event`` every
     event as it happens."""
     from dagster._core.execution.api import create_execution_plan, execute_run_iterator
 
-    recon_job, asset_selection = _recon_job(select)
+    recon_job, asset_selection = _recon_job(select, asset_keys)
     job_def = recon_job.get_definition()
     run_config = dict(run_config or {})
     plan = create_execution_plan(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +17,20 @@ from resources.azure import AzureStorage
 from resources.business_db import BusinessDatabase
 from resources.lake import DeltaLake
 from resources.landing import LandingZone
+
+#: The console command of this environment.
+CLI = str(Path(sys.executable).parent / "kpi-lake")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``kpi-lake`` with ``args`` in a child process, with ``env`` as its only lake, landing and Azure
+    settings (none inherited from this process)."""
+    from tests.conftest import PROJECT_ROOT
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
+    return subprocess.run(
+        [CLI, *args], cwd=PROJECT_ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=900
+    )
 
 
 def local_resources(lake_root: Path, landing_root: Path) -> dict[str, dg.ConfigurableResource]:

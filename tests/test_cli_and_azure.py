@@ -16,27 +16,18 @@ from kpi_lake.tables import TableRef
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
 from tests.conftest import PROJECT_ROOT
-from tests.pipeline_helpers import bronze_refs
-
-CLI = str(Path(sys.executable).parent / "kpi-lake")
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_LAKE_", "AZURE", "DAGSTER_HOME"))}
-    return subprocess.run(
-        [CLI, *args], cwd=PROJECT_ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=900
-    )
+from tests.pipeline_helpers import bronze_refs, run_cli
 
 
 def test_generate_then_sync_locally_prints_a_summary(tmp_path: Path):
     env = {"KPI_LAKE_ROOT": str(tmp_path / "lake"), "KPI_LAKE_LANDING": str(tmp_path / "landing")}
-    generated = _run(["generate", "--scale", "0.1"], env)
+    generated = run_cli(["generate", "--scale", "0.1"], env)
     assert generated.returncode == 0, generated.stderr
     assert (tmp_path / "landing" / "spar_net").is_dir()
-    again = _run(["generate", "--if-empty"], env)
+    again = run_cli(["generate", "--if-empty"], env)
     assert "already holds files" in again.stdout
 
-    synced = _run(["sync"], env)
+    synced = run_cli(["sync"], env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert "kpi-lake sync succeeded" in synced.stdout
     assert "bronze/spar_net/kpi_values" in synced.stdout
@@ -56,10 +47,15 @@ def test_generate_then_sync_locally_prints_a_summary(tmp_path: Path):
     )
     assert "Data Docs:" in synced.stdout and "slowest steps:" in synced.stdout
 
-    rerun = _run(["sync"], env)
+    # Nothing changed at any source: no run at all (tests/test_sync_plan.py); with --all, every step runs and
+    # finds nothing new.
+    rerun = run_cli(["sync"], env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "no new files" in rerun.stdout and "unchanged" in rerun.stdout
-    assert "Data Docs:" in rerun.stdout
+    assert "nothing to run" in rerun.stdout
+    forced = run_cli(["sync", "--all"], env)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "no new files" in forced.stdout and "unchanged" in forced.stdout
+    assert "Data Docs:" in forced.stdout
     lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
     for ref in bronze_refs():
         assert lake.exists(ref), ref
@@ -70,7 +66,7 @@ def test_sync_exits_non_zero_and_names_the_failure(tmp_path: Path):
     (landing / "spar_net").mkdir(parents=True)
     (landing / "spar_net" / "spar_export_2025-26_Q1.csv").write_bytes(b"")
     env = {"KPI_LAKE_ROOT": str(tmp_path / "lake"), "KPI_LAKE_LANDING": str(landing)}
-    synced = _run(["sync"], env)
+    synced = run_cli(["sync"], env)
     assert synced.returncode != 0
     assert "FAILED" in synced.stdout
     assert "spar_export_2025-26_Q1.csv" in synced.stderr
@@ -93,12 +89,12 @@ def test_whole_sync_on_azure_by_environment_alone(sample_landing: Path, azurite:
         if path.is_file():
             fs.put_file(str(path), f"landing-{suffix}/incoming/{path.relative_to(sample_landing).as_posix()}")
 
-    synced = _run(["sync"], env)
+    synced = run_cli(["sync"], env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert "az://lake-" in synced.stdout
 
     local_lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
-    local = _run(["sync"], {"KPI_LAKE_ROOT": local_lake.root, "KPI_LAKE_LANDING": str(sample_landing)})
+    local = run_cli(["sync"], {"KPI_LAKE_ROOT": local_lake.root, "KPI_LAKE_LANDING": str(sample_landing)})
     assert local.returncode == 0, local.stderr
 
     remote_lake = DeltaLake(root=env["KPI_LAKE_ROOT"], azure=azure)
@@ -110,7 +106,7 @@ def test_whole_sync_on_azure_by_environment_alone(sample_landing: Path, azurite:
         assert values["_source_file"].str.starts_with("spar_net/").all()
         # A rerun against Azure is idempotent too.
         versions = {ref: resources.lake.state(ref).version for ref in bronze_refs()}
-        assert _run(["sync"], env).returncode == 0
+        assert run_cli(["sync"], env).returncode == 0
         assert {ref: resources.lake.state(ref).version for ref in bronze_refs()} == versions
 
 

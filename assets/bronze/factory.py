@@ -106,7 +106,12 @@ def database_bronze_asset(spec: DatabaseTable) -> dg.AssetsDefinition:
 
 def last_full_reconciliation(context: dg.AssetExecutionContext) -> dt.datetime | None:
     """When this table was last read whole, from its latest materialisation (None: never, or unknown)."""
-    event = context.instance.get_latest_materialization_event(context.asset_key)
+    return recorded_full_reconciliation(context.instance, context.asset_key)
+
+
+def recorded_full_reconciliation(instance: dg.DagsterInstance, key: dg.AssetKey) -> dt.datetime | None:
+    """When the table of ``key`` was last read whole, by its latest materialisation in ``instance``."""
+    event = instance.get_latest_materialization_event(key)
     entry = event.asset_materialization.metadata.get(LAST_FULL_RECONCILIATION) if event else None
     if entry is None or not isinstance(entry.value, str):
         return None
