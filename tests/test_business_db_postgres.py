@@ -100,3 +100,44 @@ def test_postgres_extract_is_incremental_and_carries_deletes(business_db: str, t
     silver = lake.scan(TableRef("silver", "business_systems", "service_requests")).collect()
     assert ids[1] not in silver["request_id"] and ids[2] not in silver["request_id"]
     assert silver.filter(pl.col("request_id") == ids[0])["is_closed"].item() is True
+
+
+def test_postgres_tables_are_checked_without_reading_them_and_each_change_is_seen(business_db: str):
+    """The nightly's plan (pipelines/planning.py) checks each table on the server: the same answer twice when
+    nothing changed; a new stamp, a hard delete and a late commit inside the look-back window each change it."""
+    from kpi_lake.bronze import source_fingerprint
+
+    engine = sa.create_engine(business_db)
+    spec = next(s for s in DATABASE_TABLES if s.table == "foi_requests")
+    before = source_fingerprint(spec, engine)
+    assert source_fingerprint(spec, engine) == before
+    with engine.begin() as connection:
+        newest, oldest_id = connection.execute(
+            sa.text("select max(updated_at), min(request_id) from foi_requests")
+        ).one()
+    seen = {before}
+    changes = [
+        (
+            "update foi_requests set outcome = 'Withdrawn', updated_at = :at where request_id = :id",
+            {"at": newest + dt.timedelta(minutes=5), "id": oldest_id},
+        ),
+        ("delete from foi_requests where request_id = (select max(request_id) from foi_requests)", {}),
+        # Committed late, stamped a minute before the newest row (which stays the newest): the row moves into
+        # the look-back window.
+        (
+            "update foi_requests set outcome = 'Refused', updated_at = :at where request_id = :id",
+            {"at": newest + dt.timedelta(minutes=4), "id": oldest_id + 1},
+        ),
+        # The same row again, late again: count, newest stamp and key sums all stay; only its stamp moves.
+        (
+            "update foi_requests set outcome = 'Granted', updated_at = :at where request_id = :id",
+            {"at": newest + dt.timedelta(minutes=3), "id": oldest_id + 1},
+        ),
+    ]
+    for statement, params in changes:
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement), params)
+        after = source_fingerprint(spec, engine)
+        assert after not in seen, statement
+        seen.add(after)
+    engine.dispose()
