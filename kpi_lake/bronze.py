@@ -659,6 +659,11 @@ def land_database_table(
     exists = lake.exists(spec.ref)
     if exists:  # a table left with a key twice by two unguarded first loads heals here, changes or not
         lake.heal_duplicate_keys(spec.ref, [spec.primary_key])
+        # Each load's stamp is later than any before it, whatever this host's clock says: silver takes the rows
+        # changed since its last build as those with a later `_loaded_at` (assets/silver/factory.py).
+        newest = lake.scan(spec.ref).select(pl.col(LOADED_AT).max()).collect().item()
+        if newest is not None and loaded_at <= newest:
+            loaded_at = newest + dt.timedelta(microseconds=1)
     full = "first load" if not exists else None
     if exists:
         bronze_columns = lake.scan(spec.ref).collect_schema().names()
@@ -767,7 +772,12 @@ def land_database_table(
         .filter(~pl.col(DELETED_IN_SOURCE))
         .filter(key_ranges.expr(key) if key_ranges is not None else pl.lit(True))
         .join(pl.LazyFrame({key: source_keys.drop_nulls()}), on=key, how="anti")
-        .with_columns(pl.lit(True).alias(DELETED_IN_SOURCE), pl.lit(run_id).alias(RUN_ID))
+        # Stamped with this load, as every row a merge changes: silver finds a night's changes by `_loaded_at`.
+        .with_columns(
+            pl.lit(True).alias(DELETED_IN_SOURCE),
+            pl.lit(loaded_at).dt.cast_time_unit("us").alias(LOADED_AT),
+            pl.lit(run_id).alias(RUN_ID),
+        )
         .collect()
     )
     report.rows_deleted = vanished.height

@@ -128,6 +128,8 @@ class TableState:
 
 #: Merges of up to this many source rows prune target files by the source's key range (see ``merge``).
 PRUNED_MERGE_ROWS = 500_000
+#: Column marking, in a merge's source, the keys to delete (``DeltaLake.merge(delete_keys=...)``).
+_DELETE = "_kpi_lake_delete"
 
 
 def _blob_path(uri: str) -> str:
@@ -292,9 +294,11 @@ class DeltaLake(dg.ConfigurableResource):
         *,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
+        file_bytes: int | None = None,
     ) -> TableState:
         """Replace the whole table (schema included) in one commit. ``commit_metadata`` is stored in the Delta
-        log with the commit (keys prefixed ``kpi_lake.``): what the table was built from."""
+        log with the commit (keys prefixed ``kpi_lake.``): what the table was built from. ``file_bytes``: the
+        size of its data files, kept by later merges (see :meth:`_write`)."""
         return self._write(
             ref,
             data,
@@ -302,6 +306,7 @@ class DeltaLake(dg.ConfigurableResource):
             schema_mode="overwrite",
             partition_by=partition_by,
             commit_metadata=commit_metadata,
+            file_bytes=file_bytes,
         )
 
     def version(self, ref: TableRef) -> int | None:
@@ -475,11 +480,14 @@ class DeltaLake(dg.ConfigurableResource):
         delete_missing: bool = False,
         only_if_changed: list[str] | None = None,
         file_bytes: int | None = None,
+        delete_keys: pl.DataFrame | None = None,
+        commit_metadata: dict[str, str] | None = None,
     ) -> TableState:
         """Upsert ``data`` on ``keys``: update matches, insert the rest (and with ``delete_missing``, delete
         target rows that ``data`` lacks). ``only_if_changed`` limits updates to rows where one of those columns
-        differs, so a rerun with the same data rewrites nothing. ``file_bytes``: the data file size of a table
-        this creates (see :meth:`_create`).
+        differs, so a rerun with the same data rewrites nothing. ``delete_keys`` (rows of the key columns, none
+        of them in ``data``) are deleted in the same commit. ``file_bytes``: the data file size of a table
+        this creates (see :meth:`_create`). ``commit_metadata`` is stored with the commit, as by :meth:`overwrite`.
 
         A merge rewrites every data file holding a matched row (delta-rs writes no deletion vectors), so a table
         of modest files whose changes gather in few of them rewrites only those; a source of up to
@@ -488,6 +496,16 @@ class DeltaLake(dg.ConfigurableResource):
         from deltalake import CommitProperties, DeltaTable
 
         frame = delta_compatible(data).collect() if isinstance(data, pl.LazyFrame) else delta_compatible(data)
+        deleting = delete_keys is not None and delete_keys.height > 0
+        if deleting:
+            assert delete_keys is not None
+            frame = pl.concat(
+                [
+                    frame.with_columns(pl.lit(False).alias(_DELETE)),
+                    delta_compatible(delete_keys.select(keys)).with_columns(pl.lit(True).alias(_DELETE)),
+                ],
+                how="diagonal_relaxed",
+            )
         duplicates = frame.group_by(keys).len().filter(pl.col("len") > 1)
         if duplicates.height:
             sample = duplicates.head(3).drop("len").to_dicts()
@@ -496,7 +514,10 @@ class DeltaLake(dg.ConfigurableResource):
             )
         if not self.exists(ref):
             created = self._create(
-                ref, frame, commit_metadata=_unique_keys_metadata(keys), file_bytes=file_bytes
+                ref,
+                frame.filter(~pl.col(_DELETE)).drop(_DELETE) if deleting else frame,
+                commit_metadata={**(commit_metadata or {}), **_unique_keys_metadata(keys)},
+                file_bytes=file_bytes,
             )
             if created is not None:
                 return created
@@ -517,7 +538,7 @@ class DeltaLake(dg.ConfigurableResource):
                 predicate=predicate,
                 source_alias="s",
                 target_alias="t",
-                merge_schema=True,
+                merge_schema=not deleting,  # the delete flag is the source's own column, not the table's
                 # A source of changed rows is small: not streaming it lets delta-rs prune target files by its
                 # key range instead of scanning every file. A large one (a full reconciliation) streams as
                 # before: it spans most files anyway, and holding it raised peak memory (1.33 → 1.46 GB for a
@@ -526,13 +547,25 @@ class DeltaLake(dg.ConfigurableResource):
                 commit_properties=CommitProperties(
                     # The keys were made unique above and the source repeats none: the merge keeps them so.
                     custom_metadata={
+                        **{f"kpi_lake.{k}": str(v) for k, v in (commit_metadata or {}).items()},
                         "kpi_lake.operation": "merge",
                         WRITE_ID_KEY: write_id,
                         UNIQUE_KEYS_KEY: ",".join(keys),
                     }
                 ),
             )
-            merger = merger.when_matched_update_all(predicate=changed).when_not_matched_insert_all()
+            if deleting:
+                columns = {c: f"s.{_quote(c)}" for c in frame.columns if c != _DELETE}
+                kept = f"NOT s.{_quote(_DELETE)}"
+                merger = (
+                    merger.when_matched_delete(predicate=f"s.{_quote(_DELETE)}")
+                    .when_matched_update(
+                        updates=columns, predicate=f"{kept} AND ({changed})" if changed else kept
+                    )
+                    .when_not_matched_insert(updates=columns, predicate=kept)
+                )
+            else:
+                merger = merger.when_matched_update_all(predicate=changed).when_not_matched_insert_all()
             if delete_missing:
                 merger = merger.when_not_matched_by_source_delete()
             return merger.execute()

@@ -22,6 +22,7 @@ SILVER_TABLES = [
         "whether each determination was in time (PS2).",
         columns=conform.PLANNING_COLUMNS,
         primary_key=("application_ref",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("repair_jobs"),
@@ -30,6 +31,7 @@ SILVER_TABLES = [
         description="Housing repair jobs with completion and on-time flags.",
         columns=conform.REPAIR_COLUMNS,
         primary_key=("job_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("waste_collections"),
@@ -38,6 +40,7 @@ SILVER_TABLES = [
         description="Scheduled bin collections per round and day: the denominator of missed bins per 100,000.",
         columns=conform.COLLECTION_COLUMNS,
         primary_key=("round_day_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("missed_bins"),
@@ -46,6 +49,7 @@ SILVER_TABLES = [
         description="Missed-bin reports, with whether each was a valid miss.",
         columns=conform.MISSED_BIN_COLUMNS,
         primary_key=("report_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("foi_requests"),
@@ -55,6 +59,7 @@ SILVER_TABLES = [
         "excluded) and whether each was answered within 20 working days.",
         columns=conform.FOI_COLUMNS,
         primary_key=("request_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("staff_in_post"),
@@ -63,6 +68,7 @@ SILVER_TABLES = [
         description="Employees with FTE and dates in post (no personal data): the denominator of days lost per FTE.",
         columns=conform.STAFF_COLUMNS,
         primary_key=("employee_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("sickness_spells"),
@@ -87,6 +93,7 @@ SILVER_TABLES = [
         description="Council tax receipts (refunds negative) by the year they pay for and the day paid.",
         columns=conform.RECEIPT_COLUMNS,
         primary_key=("payment_id",),
+        merge_changed=True,
     ),
     SilverTable(
         ref=_silver("service_requests"),
@@ -95,5 +102,6 @@ SILVER_TABLES = [
         description="CRM service requests with whether each was resolved within its SLA.",
         columns=conform.SERVICE_REQUEST_COLUMNS,
         primary_key=("request_id",),
+        merge_changed=True,
     ),
 ]

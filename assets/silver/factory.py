@@ -1,5 +1,6 @@
 """Build a silver asset from a spec: read bronze lazily, conform with a pure function, write table + quarantine."""
 
+import datetime as dt
 import inspect
 import json
 import tempfile
@@ -12,6 +13,7 @@ import polars as pl
 from kpi_lake import personal_data, rebuild
 from kpi_lake.conform import Conformed
 from kpi_lake.frames import shared_hashes
+from kpi_lake.raw_files import LOADED_AT
 from kpi_lake.tables import TableRef
 from resources.lake import DeltaLake, data_version
 from resources.landing import LandingZone
@@ -57,6 +59,9 @@ class SilverTable:
     #: Set for tables too large to conform in memory: conformed in slices and partitioned (see
     #: :class:`Streamed`); ``conform`` stays the in-memory form of the same rows, for tests.
     streamed: Streamed | None = None
+    #: Set when ``conform`` works row by row on one bronze table that shares ``primary_key``: a night's
+    #: changed bronze rows (by ``_loaded_at``) are conformed alone and merged on the key (see :func:`_merge_changed`).
+    merge_changed: bool = False
 
     @property
     def quarantine_ref(self) -> TableRef:
@@ -171,6 +176,98 @@ def _code_of(built_from: str | None) -> str | None:
     return json.loads(built_from).get("code") if built_from else None
 
 
+#: Commit-metadata key (``kpi_lake.loaded_to``): the newest bronze ``_loaded_at`` a merge-changed silver table holds.
+LOADED_TO = "loaded_to"
+#: Past this share of the table changed, a whole rebuild is cheaper than a merge.
+MERGE_CHANGED_SHARE = 0.25
+#: Data file size of a merge-changed silver table: a merge rewrites only the files holding changed keys.
+MERGED_FILE_BYTES = 8 * 1024 * 1024
+
+
+def _newest_loaded(frame: pl.LazyFrame | pl.DataFrame) -> str | None:
+    newest = frame.lazy().select(pl.col(LOADED_AT).max()).collect().item()
+    return newest.isoformat() if newest is not None else None
+
+
+def _merge_changed(
+    context: dg.AssetExecutionContext, lake: DeltaLake, spec: SilverTable, built_from: str
+) -> Iterator[dg.MaterializeResult] | None:
+    """Conform only the bronze rows loaded since this table was last built, and merge them on the key: rows
+    deleted at source (or now failing a check) leave the table, quarantine rows of the changed keys are
+    replaced. None when the table must be rebuilt whole: no merge record, new code, or too much changed."""
+    previous = lake.last_commit_metadata(spec.ref)
+    loaded_to = previous.get(f"kpi_lake.{LOADED_TO}")
+    if (
+        not loaded_to
+        or _code_of(previous.get(f"kpi_lake.{rebuild.BUILT_FROM}")) != _code_of(built_from)
+        or not lake.exists(spec.quarantine_ref)
+    ):
+        return None
+    [source] = spec.inputs
+    [key] = spec.primary_key
+    bronze = lake.scan(source)
+    # Bronze stamps each load later than the one before (kpi_lake/bronze.py): the rows after the recorded
+    # stamp are exactly those loaded since.
+    changed = bronze.filter(pl.col(LOADED_AT) > dt.datetime.fromisoformat(loaded_to)).collect()
+    table_rows = lake.state(spec.ref).row_count
+    if changed.height > MERGE_CHANGED_SHARE * max(table_rows, 1):
+        context.log.info(f"{spec.ref}: {changed.height} of {table_rows} rows changed: rebuilding whole")
+        return None
+    return _merged(context, lake, spec, built_from, changed, key, loaded_to)
+
+
+def _merged(
+    context: dg.AssetExecutionContext,
+    lake: DeltaLake,
+    spec: SilverTable,
+    built_from: str,
+    changed: pl.DataFrame,
+    key: str,
+    loaded_to: str,
+) -> Iterator[dg.MaterializeResult]:
+    conformed = spec.conform(**{spec.inputs[0].table: changed.lazy()})
+    rows = conformed.rows
+    keys = changed.select(key).unique()
+    gone = keys.join(rows.select(key), on=key, how="anti")
+    # The quarantine is small: its rows of the changed keys (found in the raw record) are replaced whole.
+    quarantine = lake.scan(spec.quarantine_ref).collect()
+    changed_keys = keys[key].cast(pl.String).implode()
+    kept = quarantine.filter(
+        ~pl.col("raw_record").str.json_path_match(f"$.{key}").is_in(changed_keys).fill_null(False)
+    )
+    new_quarantine = pl.concat([kept, conformed.quarantine], how="vertical_relaxed")
+    quarantine_state = (
+        lake.overwrite(spec.quarantine_ref, new_quarantine)
+        if kept.height != quarantine.height or conformed.quarantine.height
+        else lake.state(spec.quarantine_ref, operation="unchanged")
+    )
+    record = {rebuild.BUILT_FROM: built_from, LOADED_TO: _newest_loaded(changed) or loaded_to}
+    state = lake.merge(
+        spec.ref,
+        rows,
+        [key],
+        only_if_changed=[c for c in rows.columns if c != key],
+        delete_keys=gone,
+        commit_metadata=record,
+    )
+    context.log.info(
+        f"{spec.ref}: {changed.height} bronze rows loaded since {loaded_to} conformed and merged "
+        f"({gone.height} keys left the table, {conformed.quarantine.height} quarantined)"
+    )
+    yield from _selected(
+        context,
+        (
+            spec.ref,
+            {
+                **state.to_metadata(),
+                "quarantined_rows": new_quarantine.height,
+                "bronze_rows_conformed": changed.height,
+            },
+        ),
+        (spec.quarantine_ref, quarantine_state.to_metadata()),
+    )
+
+
 def _refuse_duplicate_keys(spec: SilverTable, rows: pl.LazyFrame) -> None:
     """Fail when the key is not unique, comparing key hashes (streamed) and then the keys that share one."""
     if not spec.primary_key:
@@ -259,6 +356,11 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         if spec.streamed is not None:
             yield from _build_streamed(context, lake, spec, inputs, built_from)
             return
+        if spec.merge_changed:
+            merged = _merge_changed(context, lake, spec, built_from)
+            if merged is not None:
+                yield from merged
+                return
         conformed = spec.conform(**inputs, **keyed)
         rows = conformed.rows
         if spec.personal is not None:
@@ -275,7 +377,15 @@ def silver_asset(spec: SilverTable) -> dg.AssetsDefinition:
         # The quarantine first, the table last: the table's commit records what it was built from, so a
         # failure in between makes the next run rebuild both.
         quarantine_state = lake.overwrite(spec.quarantine_ref, conformed.quarantine)
-        state = lake.overwrite(spec.ref, rows, commit_metadata={rebuild.BUILT_FROM: built_from})
+        record = {rebuild.BUILT_FROM: built_from}
+        if spec.merge_changed:  # where the next build's merge starts from
+            record[LOADED_TO] = _newest_loaded(inputs[spec.inputs[0].table]) or ""
+        state = lake.overwrite(
+            spec.ref,
+            rows,
+            commit_metadata=record,
+            file_bytes=MERGED_FILE_BYTES if spec.merge_changed else None,
+        )
         if conformed.quarantine.height:
             reasons = conformed.quarantine.group_by("reason").len().sort("len", descending=True).head(5)
             context.log.warning(
