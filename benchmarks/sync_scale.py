@@ -115,6 +115,19 @@ def change_business_rows(
     return touched
 
 
+LAYERS = ("bronze", "silver", "checks", "gold/SQL")
+
+
+def _layer(step: str) -> str:
+    """Which column of the breakdown a step's time goes in (its key names its layer, or a quality check)."""
+    if step.startswith("quality_"):
+        return "checks"
+    for layer in ("bronze", "silver"):
+        if step.startswith((f"{layer}/", f"{layer}_", f"{layer}__")):
+            return layer
+    return "gold/SQL"
+
+
 def _step_seconds(instance, run_id: str) -> dict[str, float]:
     """Each step's duration in a run, from its start and end events."""
     import dagster as dg
@@ -240,6 +253,12 @@ def main() -> int:
             print(f"{label:<24}{seconds:>10.1f}{seconds / full:>10.1%}{sum(steps[label].values()):>10.1f}")
         for label, plan in planned.items():
             print(f"plan, {label}: {plan}")
+        print(f"{'seconds in steps':<24}" + "".join(f"{layer:>10}" for layer in LAYERS))
+        for label in labels:
+            by_layer = dict.fromkeys(LAYERS, 0.0)
+            for step, seconds in steps[label].items():
+                by_layer[_layer(step)] += seconds
+            print(f"{label:<24}" + "".join(f"{by_layer[layer]:>10.1f}" for layer in LAYERS))
         for label in labels[1:]:
             slowest = sorted(steps[label].items(), key=lambda item: -item[1])[: args.steps]
             print(

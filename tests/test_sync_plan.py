@@ -41,14 +41,10 @@ def _downstream(*paths: str) -> set[dg.AssetKey]:
 
 
 def _plan(resources: dict, instance: dg.DagsterInstance, **kwargs) -> planning.SyncPlan:
+    kwargs.setdefault("asset_graph", _defs().resolve_asset_graph())
     with dg.build_resources(resources, instance=instance) as built:
         return plan_sync(
-            lake=built.lake,
-            landing=built.landing,
-            business_db=built.business_db,
-            instance=instance,
-            asset_graph=_defs().resolve_asset_graph(),
-            **kwargs,
+            lake=built.lake, landing=built.landing, business_db=built.business_db, instance=instance, **kwargs
         )
 
 
@@ -74,6 +70,19 @@ def _stamp(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _withdraw_first_foi_request(landing: Path) -> int:
+    """An update at source, as a business system makes it: the oldest FOI request withdrawn, stamped after the
+    newest row. Its id."""
+    with _database(landing) as db:
+        newest = _newest_stamp(db, "foi_requests")
+        request_id = db.execute("select min(request_id) from foi_requests").fetchone()[0]
+        db.execute(
+            "update foi_requests set outcome = 'Withdrawn', updated_at = ? where request_id = ?",
+            (_stamp(newest + dt.timedelta(minutes=5)), request_id),
+        )
+    return request_id
+
+
 # ---- the planner on its own (no run) ----------------------------------------------------------------------------
 def test_each_kind_of_change_is_found_and_runs_only_what_depends_on_it(
     landing_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -93,13 +102,8 @@ def test_each_kind_of_change_is_found_and_runs_only_what_depends_on_it(
     assert "nothing changed at any of" in quiet.summary()
 
     # An update (a new stamp) and a hard delete, in two tables.
+    _withdraw_first_foi_request(landing_copy)
     with _database(landing_copy) as db:
-        newest = _newest_stamp(db, "foi_requests")
-        db.execute(
-            "update foi_requests set outcome = 'Withdrawn', updated_at = ? where request_id = "
-            "(select min(request_id) from foi_requests)",
-            (_stamp(newest + dt.timedelta(minutes=5)),),
-        )
         db.execute("delete from missed_bin_reports where rowid = (select max(rowid) from missed_bin_reports)")
     changed = _plan(resources, instance)
     assert set(changed.changed) == {FOI, BINS}
@@ -153,6 +157,21 @@ def test_each_kind_of_change_is_found_and_runs_only_what_depends_on_it(
     assert planning.read_record(lake)["plan_id"] == settled.plan_id
 
 
+def test_a_bronze_source_the_planner_cannot_check_runs_every_night(landing_copy: Path, tmp_path: Path):
+    @dg.asset(key=["bronze", "api", "requests"])
+    def from_an_api() -> None: ...
+
+    resources = local_resources(tmp_path / "lake", _settled(landing_copy))
+    graph = dg.Definitions(assets=[*_defs().assets, from_an_api], resources=resources).resolve_asset_graph()
+    instance = dg.DagsterInstance.ephemeral()
+    record_plan(resources["lake"], _plan(resources, instance, asset_graph=graph).to_document())
+    plan = _plan(resources, instance, asset_graph=graph)
+    assert plan.changed == {
+        "bronze/api/requests": "no change check for this kind of source: runs every night"
+    }
+    assert plan.selection == [dg.AssetKey(["bronze", "api", "requests"])]
+
+
 def test_an_unreachable_database_runs_its_tables_and_names_no_password(landing_copy: Path, tmp_path: Path):
     resources = local_resources(tmp_path / "lake", landing_copy)
     resources["business_db"] = BusinessDatabase(
@@ -201,13 +220,7 @@ def test_kpi_lake_sync_runs_nothing_on_a_quiet_night_and_only_the_changed_downst
     for path, version in versions.items():
         assert lake.version(TableRef.from_key_path(path.split("/"))) == version, path
 
-    with _database(landing_copy) as db:
-        newest = _newest_stamp(db, "foi_requests")
-        request_id = db.execute("select min(request_id) from foi_requests").fetchone()[0]
-        db.execute(
-            "update foi_requests set outcome = 'Withdrawn', updated_at = ? where request_id = ?",
-            (_stamp(newest + dt.timedelta(minutes=5)), request_id),
-        )
+    request_id = _withdraw_first_foi_request(landing_copy)
     changed = run_cli(["sync"], env)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert f"{FOI}: new or changed since the last sync" in changed.stdout
