@@ -205,6 +205,10 @@ def _merge_changed(
         return None
     [source] = spec.inputs
     [key] = spec.primary_key
+    rewound = _rewound(lake, source, json.loads(previous[f"kpi_lake.{rebuild.BUILT_FROM}"])["inputs"])
+    if rewound:
+        context.log.info(f"{spec.ref}: {source} {rewound} since the last build: rebuilding whole")
+        return None
     bronze = lake.scan(source)
     # Bronze stamps each load later than the one before (kpi_lake/bronze.py): the rows after the recorded
     # stamp are exactly those loaded since.
@@ -214,6 +218,26 @@ def _merge_changed(
         context.log.info(f"{spec.ref}: {changed.height} of {table_rows} rows changed: rebuilding whole")
         return None
     return _merged(context, lake, spec, built_from, changed, key, loaded_to)
+
+
+#: Commits after which rows loaded before a silver table's last build may be gone or different: the rows loaded
+#: since are then not the whole change.
+_REWINDING = ("RESTORE", "DELETE", "TRUNCATE", "CREATE OR REPLACE TABLE")
+
+
+def _rewound(lake: DeltaLake, source: TableRef, built_from_versions: dict[str, int | None]) -> str | None:
+    """What took ``source`` back since the version a table was built from (a restore, a delete, an overwrite),
+    or None when it was only added to and merged into."""
+    recorded = built_from_versions.get(str(source))
+    table = lake.delta_table(source)
+    if recorded is None or table.version() < recorded:
+        return "went back to an earlier version"
+    for commit in table.history(table.version() - recorded):
+        operation = str(commit.get("operation", "")).upper()
+        mode = str((commit.get("operationParameters") or {}).get("mode", "")).lower()
+        if operation in _REWINDING or (operation == "WRITE" and mode == "overwrite"):
+            return f"had a {operation.lower()}{' (overwrite)' if mode == 'overwrite' else ''} (version {commit.get('version')})"
+    return None
 
 
 def _merged(
