@@ -226,7 +226,7 @@ def main() -> int:
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
-                asset_selection=None if plan.everything else plan.selection,
+                asset_selection=plan.asset_selection,
             )
             if result.success:
                 record_plan(resources["lake"], plan.to_document())

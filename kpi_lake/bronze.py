@@ -657,11 +657,14 @@ def land_database_table(
         )
     types = _polars_types(table)
     exists = lake.exists(spec.ref)
+    watermark = None
     if exists:  # a table left with a key twice by two unguarded first loads heals here, changes or not
         lake.heal_duplicate_keys(spec.ref, [spec.primary_key])
+        newest, watermark = (
+            lake.scan(spec.ref).select(pl.col(LOADED_AT).max(), pl.col(spec.watermark).max()).collect().row(0)
+        )
         # Each load's stamp is later than any before it, whatever this host's clock says: silver takes the rows
         # changed since its last build as those with a later `_loaded_at` (assets/silver/factory.py).
-        newest = lake.scan(spec.ref).select(pl.col(LOADED_AT).max()).collect().item()
         if newest is not None and loaded_at <= newest:
             loaded_at = newest + dt.timedelta(microseconds=1)
     full = "first load" if not exists else None
@@ -684,11 +687,9 @@ def land_database_table(
         source_keys = duplicated_keys = pl.Series(key, [], dtype=types[key])
         query = sa.select(table)
         since = None
-        if full is None:
-            watermark = lake.scan(spec.ref).select(pl.col(spec.watermark).max()).collect().item()
-            if watermark is not None:
-                since = _as_source_timestamp(watermark) - spec.lookback
-                query = query.where(table.c[spec.watermark] >= since)
+        if full is None and watermark is not None:
+            since = _as_source_timestamp(watermark) - spec.lookback
+            query = query.where(table.c[spec.watermark] >= since)
         read_whole = full is not None or since is None
         # The changed rows first: the keys they bring into bronze are counted on bronze's side below, so that a
         # night of inserts (and updates) agrees with the source without reading a key.

@@ -245,7 +245,7 @@ def _sync_locked(
             instance,
             run_id=run_id,
             select=args.select,
-            asset_keys=None if plan is None or plan.everything else plan.selection,
+            asset_keys=plan.asset_selection if plan is not None else None,
             tags=tags,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             on_plan=progress.plan,

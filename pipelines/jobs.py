@@ -53,7 +53,7 @@ def nightly_schedule(
     save_pending(lake, plan)  # recorded by sync_plan_recorded once the run succeeds
     return dg.RunRequest(
         run_key=f"nightly-{plan.plan_id}",
-        asset_selection=None if plan.everything else plan.selection,
+        asset_selection=plan.asset_selection,
         tags={PLAN_TAG: plan.plan_id, "kpi_lake/trigger": "schedule"},
     )
 

@@ -88,6 +88,11 @@ class SyncPlan:
     def nothing_to_do(self) -> bool:
         return not self.selection
 
+    @property
+    def asset_selection(self) -> list[dg.AssetKey] | None:
+        """The run's asset selection: None (the whole job) when everything runs."""
+        return None if self.everything else self.selection
+
     def summary(self) -> str:
         """One line for a log, a skip reason or the command's output."""
         if self.everything:
@@ -198,14 +203,12 @@ def reconciliation_due(
     ``instance``, as the bronze step decides it), with why. An instance that holds no materialisation of a
     table (an in-memory one: ``kpi-lake sync`` without ``DAGSTER_HOME``) reads it whole whenever it runs, so
     there the last full run of the lake (``last_full_run``) is when it was last reconciled."""
-    from assets.bronze.factory import recorded_full_reconciliation
+    from assets.bronze.factory import full_reconciliation_of
 
     due = {}
     for spec in tables:
-        key = dg.AssetKey(spec.ref.key_path)
-        last = recorded_full_reconciliation(instance, key)
-        if last is None and instance.get_latest_materialization_event(key) is None:
-            last = last_full_run
+        event = instance.get_latest_materialization_event(dg.AssetKey(spec.ref.key_path))
+        last = full_reconciliation_of(event) if event is not None else last_full_run
         if last is None:
             due[spec.ref.path] = "no full reconciliation on record"
         elif now - last >= spec.full_reconciliation_every:

@@ -106,12 +106,11 @@ def database_bronze_asset(spec: DatabaseTable) -> dg.AssetsDefinition:
 
 def last_full_reconciliation(context: dg.AssetExecutionContext) -> dt.datetime | None:
     """When this table was last read whole, from its latest materialisation (None: never, or unknown)."""
-    return recorded_full_reconciliation(context.instance, context.asset_key)
+    return full_reconciliation_of(context.instance.get_latest_materialization_event(context.asset_key))
 
 
-def recorded_full_reconciliation(instance: dg.DagsterInstance, key: dg.AssetKey) -> dt.datetime | None:
-    """When the table of ``key`` was last read whole, by its latest materialisation in ``instance``."""
-    event = instance.get_latest_materialization_event(key)
+def full_reconciliation_of(event: dg.EventLogEntry | None) -> dt.datetime | None:
+    """When a bronze database table was last read whole, by one of its materialisation events."""
     entry = event.asset_materialization.metadata.get(LAST_FULL_RECONCILIATION) if event else None
     if entry is None or not isinstance(entry.value, str):
         return None
