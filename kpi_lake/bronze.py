@@ -701,7 +701,9 @@ def land_database_table(
                 # Compare counts and sums (per key range, for an integer key) first, in the database: keys are
                 # read only where they differ.
                 key_ranges = _differing_key_ranges(connection, table, key, types[key], lake, spec, arriving)
-            if key_ranges is None or key_ranges.buckets:
+            if key_ranges is not None and key_ranges.keys is not None:
+                source_keys = key_ranges.keys  # read at once, with the comparison
+            elif key_ranges is None or key_ranges.buckets:
                 keys_query = sa.select(table.c[key])
                 if key_ranges is not None:
                     keys_query = keys_query.where(key_ranges.where(table.c[key]))
@@ -790,7 +792,13 @@ def land_database_table(
     if upserts.height == 0:
         report.state = lake.state(spec.ref, operation="unchanged")
         return report
-    state = lake.merge(spec.ref, upserts, [key], only_if_changed=[*data_columns, DELETED_IN_SOURCE])
+    state = lake.merge(
+        spec.ref,
+        upserts,
+        [key],
+        only_if_changed=[*data_columns, DELETED_IN_SOURCE],
+        matched_from=_matched_from(lake, spec, upserts[key]),
+    )
     report.rows_written = int(state.metrics.get("num_target_rows_inserted", 0)) + int(
         state.metrics.get("num_target_rows_updated", 0)
     )
@@ -801,6 +809,26 @@ def land_database_table(
         f"{report.rows_deleted} deleted in source"
     )
     return report
+
+
+def _matched_from(lake: DeltaLake, spec: DatabaseTable, keys: pl.Series) -> tuple[str, Any] | None:
+    """The oldest ``watermark`` among the bronze rows that ``keys`` will update (None when one has no stamp, or
+    none is held): the merge then reads only the files that can hold them. A night's changes are mostly to
+    recent rows, and bronze is written in stamp order, so its older files are skipped."""
+    watermark = spec.watermark
+    held = (
+        lake.scan(spec.ref)
+        .select(pl.col(spec.primary_key).cast(keys.dtype), watermark)
+        .join(pl.LazyFrame({spec.primary_key: keys}), on=spec.primary_key, how="semi")
+        .select(
+            pl.col(watermark).min().alias("lowest"), pl.col(watermark).null_count().alias("nulls"), pl.len()
+        )
+        .collect()
+        .row(0, named=True)
+    )
+    if held["len"] == 0 or held["nulls"] or held["lowest"] is None:
+        return None
+    return watermark, held["lowest"]
 
 
 def source_fingerprint(spec: DatabaseTable, engine: Any) -> str:
@@ -891,6 +919,8 @@ def _differing_rows(
 
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.
 KEY_RANGES = 16384
+#: Up to this many rows, a SQLite table's keys are read in one value (``_all_keys``: about 8 bytes a key).
+MAX_KEYS_AT_ONCE = 20_000_000
 #: Beyond this many separate ranges to read, the query selects keys by range number instead (a range condition
 #: is an index range scan, a range number a scan of every key; SQLite allows expressions 1000 deep) ...
 MAX_KEY_RANGES_IN_QUERY = 400
@@ -906,6 +936,8 @@ class KeyRanges:
     low: int
     width: int
     buckets: tuple[int, ...]
+    #: The source's keys in those ranges, when the comparison read every key anyway (SQLite): not read again.
+    keys: pl.Series | None = field(default=None, compare=False)
 
     def where(self, column: Any) -> Any:
         """A SQL condition selecting the keys of the ranges (contiguous ranges merged)."""
@@ -964,9 +996,10 @@ def _differing_key_ranges(
     arriving: pl.Series,
 ) -> KeyRanges | None:
     """The key ranges where the source and bronze (rows not marked deleted, plus ``arriving``: the keys the
-    rows just read bring in) disagree, by per-range counts, distinct counts and sums of keys, each side computed
-    where the data is (one ``GROUP BY`` in the database, one streamed aggregate over bronze), once the
-    whole-table totals have been found to differ (none when they agree). A range holding a repeated key, a key
+    rows just read bring in) disagree, by per-range counts, distinct counts and sums of keys, once the
+    whole-table totals have been found to differ (none when they agree). Bronze's side is one streamed aggregate;
+    the source's one ``GROUP BY`` in the database, or in SQLite (which sorts every key for it) every key read in
+    one value and grouped here, the keys then kept for the ranges that differ (``KeyRanges.keys``). A range holding a repeated key, a key
     bronze lacks (or set aside in ``_rejected``) or a deleted key differs; a delete and an insert with an old
     stamp that balance count and sum in one range would not, and are left to the periodic full
     reconciliation. A key that is not an integer has no ranges: its whole-table counts are compared, and
@@ -983,7 +1016,15 @@ def _differing_key_ranges(
         totals += [sa.func.min(column), sa.func.max(column), sa.func.sum(column)]
     if not unique_at_source:
         totals.append(sa.func.count(sa.distinct(column)))
-    found = connection.execute(sa.select(*totals)).one()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # One query each: SQLite answers min and max from the key's index and a count from its smallest index,
+        # but a combined aggregate by scanning an index of every column it names (0.34 s → 0.14 s at 1.9M rows).
+        queries = [sa.select(sa.func.count()).select_from(table).where(column.is_not(None))]
+        queries += [sa.select(total) for total in totals[1:]]
+        found = tuple(connection.execute(query).scalar() for query in queries)
+    else:
+        found = tuple(connection.execute(sa.select(*totals)).one())
     rows, distinct = found[0], (found[-1] if not unique_at_source else found[0])
     live = lake.scan(spec.ref).filter(~pl.col(DELETED_IN_SOURCE)).select(pl.col(key).cast(dtype))
     bronze = pl.concat([live, pl.LazyFrame({key: arriving.cast(dtype)})]).filter(pl.col(key).is_not_null())
@@ -1003,27 +1044,12 @@ def _differing_key_ranges(
         return KeyRanges(int(b_low), int(b_high) - int(b_low) + 1, (0,))
     low, high = int(low), int(high)
     width = max(1, -(-(high - low + 1) // KEY_RANGES))
-    # Integers written into the SQL (not bound): the GROUP BY must repeat the very expression selected.
-    shifted = column - sa.literal_column(str(low))
-    bucket = shifted // sa.literal_column(str(width))
-    offset = shifted % sa.literal_column(str(width))
-    # A declared primary key is unique at source: counting its distinct values would only slow the GROUP BY.
-    keys = sa.func.count(column) if unique_at_source else sa.func.count(sa.distinct(column))
-    total = sa.func.sum(offset) if unique_at_source else sa.func.sum(sa.distinct(offset))
-    source = pl.DataFrame(
-        connection.execute(
-            sa.select(
-                bucket.label("bucket"),
-                sa.func.count(column).label("rows"),
-                keys.label("keys"),
-                total.label("total"),
-            )
-            .where(column.is_not(None))
-            .group_by(bucket)
-        ).all(),
-        schema={"bucket": pl.Int64, "rows": pl.Int64, "keys": pl.Int64, "total": pl.Int64},
-        orient="row",
-    )
+    # SQLite: every key read in one value, and the ranges computed here; elsewhere one GROUP BY in the database.
+    keys = _all_keys(connection, table, key) if sqlite and rows <= MAX_KEYS_AT_ONCE else None
+    if keys is not None:
+        source = _ranges_of(keys, low, width)
+    else:
+        source = _ranges_grouped(connection, column, low, width, unique_at_source)
     mirrored = (
         bronze.with_columns(((pl.col(key) - low) // width).alias("bucket"))
         .group_by("bucket")
@@ -1038,7 +1064,73 @@ def _differing_key_ranges(
         | (pl.col("keys") != pl.col("b_keys")).fill_null(True)
         | (pl.col("total") != pl.col("b_total")).fill_null(True)
     )
-    return KeyRanges(low, width, tuple(sorted(compared["bucket"].to_list())))
+    ranges = KeyRanges(low, width, tuple(sorted(compared["bucket"].to_list())))
+    if keys is None:
+        return ranges
+    return KeyRanges(low, width, ranges.buckets, keys=keys.to_frame().filter(ranges.expr(key))[key])
+
+
+def _ranges_grouped(connection: Any, column: Any, low: int, width: int, unique: bool) -> pl.DataFrame:
+    """Per-range rows, distinct keys and sum of offsets in one ``GROUP BY`` (a hash aggregate in PostgreSQL and
+    most servers; SQLite sorts every key for it)."""
+    import sqlalchemy as sa
+
+    # Integers written into the SQL (not bound): the GROUP BY must repeat the very expression selected.
+    shifted = column - sa.literal_column(str(low))
+    bucket = shifted // sa.literal_column(str(width))
+    offset = shifted % sa.literal_column(str(width))
+    # A declared primary key is unique at source: counting its distinct values would only slow the GROUP BY.
+    keys = sa.func.count(column) if unique else sa.func.count(sa.distinct(column))
+    total = sa.func.sum(offset) if unique else sa.func.sum(sa.distinct(offset))
+    return pl.DataFrame(
+        connection.execute(
+            sa.select(
+                bucket.label("bucket"),
+                sa.func.count(column).label("rows"),
+                keys.label("keys"),
+                total.label("total"),
+            )
+            .where(column.is_not(None))
+            .group_by(bucket)
+        ).all(),
+        schema=_RANGE_SCHEMA,
+        orient="row",
+    )
+
+
+def _all_keys(connection: Any, table: Any, key: str) -> pl.Series:
+    """Every non-NULL key of an integer-keyed SQLite table, in one value: ``group_concat`` streams over the
+    smallest index holding the key, with no sort and no Python object per row (1.9M keys: 0.25-0.35 s, where
+    its ``GROUP BY`` by range sorts every key: 0.7-1.1 s). A text value in the column is left out, as NULL."""
+    quote = connection.dialect.identifier_preparer
+    column = quote.quote(key)
+    statement = (
+        f"SELECT group_concat({column}, ',') FROM {quote.format_table(table)} WHERE {column} IS NOT NULL"
+    )
+    text = connection.exec_driver_sql(statement).scalar()
+    if not text:
+        return pl.Series(key, [], dtype=pl.Int64)
+    keys = pl.Series(key, [text]).str.split(",").explode().cast(pl.Int64, strict=False)
+    return keys.drop_nulls()
+
+
+def _ranges_of(keys: pl.Series, low: int, width: int) -> pl.DataFrame:
+    """Per-range rows, distinct keys and sum of distinct offsets of ``keys``: what :func:`_ranges_grouped`
+    computes in the database."""
+    offset = pl.col(keys.name) - low
+    return (
+        keys.to_frame()
+        .group_by((offset // width).alias("bucket"))
+        .agg(
+            pl.len().alias("rows"),
+            pl.col(keys.name).n_unique().alias("keys"),
+            (offset % width).unique().sum().alias("total"),
+        )
+        .select(pl.col(c).cast(t) for c, t in _RANGE_SCHEMA.items())
+    )
+
+
+_RANGE_SCHEMA = {"bucket": pl.Int64, "rows": pl.Int64, "keys": pl.Int64, "total": pl.Int64}
 
 
 def _repeated(keys: pl.Series) -> pl.Series:

@@ -7,9 +7,17 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
-from kpi_lake.bronze import DELETED_IN_SOURCE, DatabaseTable, land_database_table
+from kpi_lake.bronze import (
+    DELETED_IN_SOURCE,
+    DatabaseTable,
+    _all_keys,
+    _ranges_grouped,
+    _ranges_of,
+    land_database_table,
+)
 from resources.azure import AzureStorage
 from resources.lake import DeltaLake
 from tests.pipeline_helpers import sqlite_table
@@ -39,12 +47,22 @@ class Statements:
         self.sent.append(" ".join(statement.split()))
         self.parameters[self.sent[-1]] = tuple(parameters)
 
+    def range_comparisons(self) -> list[str]:
+        """Statements reading what per-range figures are made of: in SQLite every key in one value (grouped in
+        polars); a GROUP BY in the database elsewhere."""
+        return [s for s in self.sent if "group_concat" in s or "GROUP BY" in s]
+
     def key_reads(self) -> list[str]:
         """Statements reading the key column alone (not an aggregate)."""
         return [s for s in self.sent if s.startswith("SELECT cases.case_id FROM cases")]
 
 
-def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path):
+@pytest.mark.parametrize("keys_at_once", [True, False], ids=["keys-in-one-value", "group-by"])
+def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path, monkeypatch, keys_at_once):
+    """In SQLite every key is read in one value when the totals differ; a table too large for that (and any
+    other database) is compared by a GROUP BY, and only the keys of the differing ranges are read."""
+    if not keys_at_once:
+        monkeypatch.setattr("kpi_lake.bronze.MAX_KEYS_AT_ONCE", 0)
     engine = _database(tmp_path / "systems.sqlite")
     lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
     spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
@@ -57,10 +75,10 @@ def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path)
         spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
     )
     assert again.rows_deleted == 0 and again.rows_written == 0 and again.full_reconciliation is None
-    # Nothing differs: the keys are not read at all, and one whole-table count and sum answered (no ranges).
+    # Nothing differs: the keys are not read at all, and the whole-table count and sum answered (no ranges).
     assert statements.key_reads() == []
-    assert any("count(cases.case_id)" in s and "sum(cases.case_id)" in s for s in statements.sent)
-    assert not any("GROUP BY" in s for s in statements.sent), statements.sent
+    assert any(s.startswith("SELECT sum(cases.case_id)") for s in statements.sent), statements.sent
+    assert statements.range_comparisons() == [], statements.sent
 
     deleted = 7 + 3 * 12_345
     with engine.begin() as connection:
@@ -72,6 +90,11 @@ def test_deletes_are_found_by_comparing_key_ranges_not_every_key(tmp_path: Path)
     assert after.rows_deleted == 1
     bronze = lake.scan(spec.ref).collect()
     assert bronze.filter(pl.col(DELETED_IN_SOURCE))["case_id"].to_list() == [deleted]
+    (compared,) = statements.range_comparisons()
+    if keys_at_once:  # grouped here, not sorted by SQLite for a GROUP BY; and not read again
+        assert "group_concat" in compared and statements.key_reads() == []
+        return
+    assert "GROUP BY" in compared
     # Only the keys of the one range holding the deleted key were read.
     (read,) = statements.key_reads()
     assert "BETWEEN" in read
@@ -114,7 +137,7 @@ def test_without_a_declared_primary_key_the_totals_count_distinct_keys_and_a_rep
     )
     assert quiet.rows_written == 0 and quiet.full_reconciliation is None
     assert any("count(DISTINCT cases.case_id)" in s for s in statements.sent)
-    assert not any("GROUP BY" in s for s in statements.sent)
+    assert statements.range_comparisons() == []
     with engine.begin() as connection:  # key 42 twice, the copy with an old stamp (outside the look-back)
         connection.execute(
             sa.text("insert into cases values (42, 'closed', :at)"), {"at": STAMP - dt.timedelta(days=9)}
@@ -123,7 +146,9 @@ def test_without_a_declared_primary_key_the_totals_count_distinct_keys_and_a_rep
     repeated = land_database_table(
         spec, lake=lake, engine=engine, run_id="r3", loaded_at=now, last_full_reconciliation=now
     )
-    assert any("GROUP BY" in s for s in statements.sent)  # the totals differed: compared range by range
+    # The totals differed: compared range by range, from every key read in one value.
+    (compared,) = statements.range_comparisons()
+    assert "group_concat" in compared
     assert repeated.rows_rejected == 2, repeated.rejected_reasons  # both rows of key 42 set aside, with why
     rejected = lake.scan(spec.rejected_ref).collect()
     assert rejected["case_id"].to_list() == ["42", "42"]  # set aside as text, as the source gave it
@@ -153,7 +178,7 @@ def test_a_night_of_inserts_and_updates_agrees_without_reading_a_key(tmp_path: P
     assert night.rows_written == 8
     # The new keys are counted on bronze's side: the totals agree, so no range is compared and no key read.
     assert statements.key_reads() == []
-    assert not any("GROUP BY" in s for s in statements.sent), statements.sent
+    assert statements.range_comparisons() == [], statements.sent
     bronze = lake.scan(spec.ref).collect()
     assert bronze.height == ROWS + 5 and bronze["case_id"].n_unique() == ROWS + 5
     assert sorted(bronze.filter(pl.col("status") == "closed")["case_id"].to_list()) == [7, 10, 13]
@@ -212,6 +237,9 @@ def test_a_text_key_is_compared_by_counts_and_a_delete_beside_an_insert_is_found
 
 def test_deletes_in_more_ranges_than_a_query_lists_are_read_by_range_number(tmp_path: Path, monkeypatch):
     monkeypatch.setattr("kpi_lake.bronze.MAX_KEY_RANGES_IN_QUERY", 5)
+    monkeypatch.setattr(
+        "kpi_lake.bronze.MAX_KEYS_AT_ONCE", 0
+    )  # as a server database: grouped, keys read by range
     engine = _database(tmp_path / "systems.sqlite")
     lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
     spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
@@ -234,3 +262,68 @@ def test_deletes_in_more_ranges_than_a_query_lists_are_read_by_range_number(tmp_
     assert " IN (" in read and "BETWEEN" not in read, read  # one condition on the range number
     flagged = lake.scan(spec.ref).filter(pl.col(DELETED_IN_SOURCE)).collect()["case_id"].to_list()
     assert sorted(flagged) == deleted
+
+
+def test_ranges_from_keys_read_at_once_match_the_database_group_by(tmp_path: Path):
+    """SQLite's per-range figures come from every key read in one value and grouped in polars; other databases
+    group. The comparison with bronze relies on both giving the same rows, keys and sums per range: gaps, a key
+    repeated (an extract's key, not unique), a NULL key and a negative one."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'extract.sqlite'}")
+    keys = [k for k in range(-40, 9_000, 7) if not 2_000 <= k < 3_500] + [77, 77, 77, 1_001, None]
+    with engine.begin() as connection:
+        connection.execute(sa.text("create table cases (case_id integer, status text)"))
+        connection.execute(sa.text("insert into cases values (:id, 'open')"), [{"id": k} for k in keys])
+    table = sa.Table("cases", sa.MetaData(), autoload_with=engine)
+    low, high = -40, max(k for k in keys if k is not None)
+    with engine.connect() as connection:
+        read = _all_keys(connection, table, "case_id")
+        assert sorted(read.to_list()) == sorted(k for k in keys if k is not None)
+        for width in (1, 13, 500, high - low + 1):
+            grouped = _ranges_grouped(connection, table.c.case_id, low, width, unique=False)
+            ours = _ranges_of(read, low, width)
+            assert ours.sort("bucket").equals(grouped.sort("bucket")), width
+            assert (ours["rows"] - ours["keys"]).sum() == 2  # key 77 three times
+
+
+def test_a_merge_told_where_matches_start_still_updates_an_old_row_in_place(tmp_path: Path, monkeypatch):
+    """Bronze tells the merge the oldest stamp among the rows it updates, so files of older rows are not read.
+    An update to a row last touched years ago, beside recent ones, must still update it in place (a stamp
+    taken from the source's new values would insert it a second time); a row with no stamp turns the hint off."""
+    monkeypatch.setattr("kpi_lake.bronze.DATABASE_FILE_BYTES", 16 * 1024)  # several files, in stamp order
+    engine = sqlite_table(
+        tmp_path / "systems.sqlite",
+        "create table cases (case_id integer primary key, status text, updated_at timestamp)",
+        "insert into cases values (:id, 'open', :at)",
+        # Case 5 has no stamp (a system that left it empty): only a full reconciliation reads it.
+        [{"id": i, "at": None if i == 5 else STAMP - dt.timedelta(days=ROWS - i)} for i in range(ROWS)],
+    )
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    files = set(lake.delta_table(spec.ref).file_uris())
+    assert len(files) > 3
+
+    tonight = STAMP + dt.timedelta(days=1)
+    with engine.begin() as connection:  # recent cases closed, and one case from years ago reopened
+        connection.execute(
+            sa.text(
+                "update cases set status = 'closed', updated_at = :at where case_id in (19990, 19995, 3)"
+            ),
+            {"at": tonight},
+        )
+    night = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert night.rows_written == 3 and night.full_reconciliation is None
+    bronze = lake.scan(spec.ref).collect()
+    assert bronze.height == ROWS and bronze["case_id"].n_unique() == ROWS
+    assert sorted(bronze.filter(pl.col("status") == "closed")["case_id"].to_list()) == [3, 19990, 19995]
+
+    with engine.begin() as connection:  # the unstamped case changes: read by the full reconciliation
+        connection.execute(sa.text("update cases set status = 'merged' where case_id = 5"))
+    full = land_database_table(spec, lake=lake, engine=engine, run_id="r3", loaded_at=now)
+    assert full.full_reconciliation is not None
+    bronze = lake.scan(spec.ref).collect()
+    assert bronze.height == ROWS and bronze["case_id"].n_unique() == ROWS
+    assert bronze.filter(pl.col("case_id") == 5)["status"].to_list() == ["merged"]

@@ -154,3 +154,30 @@ def test_a_document_in_the_lake_is_replaced_whole_and_read_back(lake: DeltaLake)
     assert lake.read_document(uri) == b'{"a": 2, "b": 3}'
     if not uri.startswith("az://"):  # locally: through a temporary file beside it, renamed over it
         assert [p.name for p in Path(uri).parent.iterdir()] == ["record.json"]
+
+
+def _data_files(lake: DeltaLake, ref: TableRef) -> set[str]:
+    """Names of the Parquet files in the table's folder (or under its prefix), whatever its log names."""
+    uri = lake.uri(ref)
+    if uri.startswith("az://"):
+        fs = lake.azure.filesystem(lake.root)
+        prefix = uri.removeprefix("az://")
+        return {
+            p.rsplit("/", 1)[-1] for p in fs.find(prefix) if p.endswith(".parquet") and "_delta_log" not in p
+        }
+    return {p.name for p in Path(uri).rglob("*.parquet") if "_delta_log" not in p.parts}
+
+
+def test_a_streamed_write_that_fails_part_way_leaves_the_table_and_no_stray_file(lake: DeltaLake, tmp_path):
+    """A streamed replace whose source breaks after many rows (a ragged last line) has flushed files by then:
+    the table stays at its version, with its rows, and the files it never committed are removed."""
+    ref = TableRef("bronze", "education", "ees_data")
+    lake.overwrite(ref, pl.DataFrame({"a": [-1], "b": ["kept"]}), file_bytes=64 * 1024)
+    before = _data_files(lake, ref)
+    csv = tmp_path / "release.csv"
+    csv.write_text("a,b\n" + "".join(f"{i},{'x' * 20}\n" for i in range(400_000)) + "oops,1,2,3\n")
+    with pytest.raises(LakeWriteError, match="ees_data"):
+        lake.replace_where(ref, pl.scan_csv(csv, schema={"a": pl.Int64, "b": pl.String}), predicate="a >= 0")
+    assert lake.delta_table(ref).version() == 0
+    assert lake.scan(ref).collect().to_dicts() == [{"a": -1, "b": "kept"}]
+    assert _data_files(lake, ref) == before
