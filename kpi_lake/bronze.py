@@ -704,11 +704,15 @@ def land_database_table(
             if key_ranges is not None and key_ranges.keys is not None:
                 source_keys = key_ranges.keys  # read at once, with the comparison
             elif key_ranges is None or key_ranges.buckets:
+                at_once = _all_keys(connection, table, key, types[key]) if key_ranges is None else None
                 keys_query = sa.select(table.c[key])
                 if key_ranges is not None:
                     keys_query = keys_query.where(key_ranges.where(table.c[key]))
-                keys_read = pl.read_database(keys_query, connection, schema_overrides={key: types[key]})
-                source_keys = keys_read[key]
+                source_keys = (
+                    at_once
+                    if at_once is not None
+                    else pl.read_database(keys_query, connection, schema_overrides={key: types[key]})[key]
+                )
             duplicated_keys = _repeated(source_keys)
             if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
                 full = f"{duplicated_keys.len()} keys appear more than once at source"
@@ -919,7 +923,7 @@ def _differing_rows(
 
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.
 KEY_RANGES = 16384
-#: Up to this many rows, a SQLite table's keys are read in one value (``_all_keys``: about 8 bytes a key).
+#: Up to this many keys, a SQLite table's are read in one value (``_all_keys``: the key's text, and a separator).
 MAX_KEYS_AT_ONCE = 20_000_000
 #: Beyond this many separate ranges to read, the query selects keys by range number instead (a range condition
 #: is an index range scan, a range number a scan of every key; SQLite allows expressions 1000 deep) ...
@@ -1045,7 +1049,7 @@ def _differing_key_ranges(
     low, high = int(low), int(high)
     width = max(1, -(-(high - low + 1) // KEY_RANGES))
     # SQLite: every key read in one value, and the ranges computed here; elsewhere one GROUP BY in the database.
-    keys = _all_keys(connection, table, key) if sqlite and rows <= MAX_KEYS_AT_ONCE else None
+    keys = _all_keys(connection, table, key, dtype)
     if keys is not None:
         source = _ranges_of(keys, low, width)
     else:
@@ -1098,20 +1102,29 @@ def _ranges_grouped(connection: Any, column: Any, low: int, width: int, unique: 
     )
 
 
-def _all_keys(connection: Any, table: Any, key: str) -> pl.Series:
-    """Every non-NULL key of an integer-keyed SQLite table, in one value: ``group_concat`` streams over the
-    smallest index holding the key, with no sort and no Python object per row (1.9M keys: 0.25-0.35 s, where
-    its ``GROUP BY`` by range sorts every key: 0.7-1.1 s). A text value in the column is left out, as NULL."""
+def _all_keys(connection: Any, table: Any, key: str, dtype: pl.DataType) -> pl.Series | None:
+    """Every non-NULL key of a SQLite table (an integer or a text key), in one value: ``group_concat`` streams
+    over the smallest index holding the key, with no sort and no Python object per row. 1.9M integer keys:
+    0.25-0.35 s, where a ``GROUP BY`` by range sorts every key (0.7-1.1 s) and reading them row by row takes
+    0.8 s. None for another database, another type of key, more than ``MAX_KEYS_AT_ONCE`` keys, or a text key
+    holding the separator. A text value in an integer key column is left out, as NULL."""
+    if connection.dialect.name != "sqlite" or dtype not in (pl.Int64, pl.String):
+        return None
     quote = connection.dialect.identifier_preparer
-    column = quote.quote(key)
-    statement = (
-        f"SELECT group_concat({column}, ',') FROM {quote.format_table(table)} WHERE {column} IS NOT NULL"
-    )
-    text = connection.exec_driver_sql(statement).scalar()
+    column, name = quote.quote(key), quote.format_table(table)
+    count = connection.exec_driver_sql(f"SELECT count(*) FROM {name} WHERE {column} IS NOT NULL").scalar()
+    if count > MAX_KEYS_AT_ONCE:
+        return None
+    separator = "," if dtype == pl.Int64 else "\x1f"  # the unit separator: not in a reference someone typed
+    text = connection.exec_driver_sql(
+        f"SELECT group_concat({column}, ?) FROM {name} WHERE {column} IS NOT NULL", (separator,)
+    ).scalar()
     if not text:
-        return pl.Series(key, [], dtype=pl.Int64)
-    keys = pl.Series(key, [text]).str.split(",").explode().cast(pl.Int64, strict=False)
-    return keys.drop_nulls()
+        return pl.Series(key, [], dtype=dtype)
+    keys = pl.Series(key, [text]).str.split(separator).explode()
+    if keys.len() != count:  # a key holding the separator
+        return None
+    return keys.cast(pl.Int64, strict=False).drop_nulls() if dtype == pl.Int64 else keys
 
 
 def _ranges_of(keys: pl.Series, low: int, width: int) -> pl.DataFrame:
