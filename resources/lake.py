@@ -371,6 +371,13 @@ class DeltaLake(dg.ConfigurableResource):
         """Add rows; new columns are added to the schema."""
         return self._write(ref, data, mode="append", schema_mode="merge", partition_by=partition_by)
 
+    def compact(self, ref: TableRef) -> int:
+        """Bin-pack the table's small files into larger ones, in one commit (appends may run meanwhile; any
+        other write makes it fail, changing nothing). Returns how many files it replaced. The rows, and every
+        earlier version, stay as they were."""
+        metrics = self._retrying(f"compacting {ref}", lambda: self.delta_table(ref).optimize.compact())
+        return int(metrics.get("numFilesRemoved", 0))
+
     def replace_where(
         self, ref: TableRef, data: Frame, predicate: str, *, unique_keys: list[str] | None = None
     ) -> TableState:

@@ -3,6 +3,7 @@ table that a blocking gold check stops before anything is published, the history
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -530,3 +531,37 @@ def test_a_table_too_large_for_pandas_is_sampled_row_by_row_and_aggregated_table
     assert unique.unexpected_count == 2 and unique.element_count == 5000
     assert "polars aggregates" in unique.message
     assert failed["gx_row_count"].observed_value == 5000
+
+
+def test_the_history_of_many_runs_is_compacted_and_keeps_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Each suite's results are one small file; every COMPACT_EVERY versions they are packed together, so the
+    checks of a run, which read the history first, do not open a file per earlier validation."""
+    from kpi_lake.quality import append_history, history
+
+    monkeypatch.setattr(history, "COMPACT_EVERY", 10)
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    ref = TableRef("silver", "business_systems", "service_requests")
+    suite = parse_suite(
+        {
+            "table": ref.path,
+            "columns": {"request_id": "int"},
+            "freshness": False,
+            "expectations": [
+                {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "request_id"}}
+            ],
+        },
+        "service_requests.yml",
+        content_hash="compact-test",
+    )
+    lake.overwrite(ref, pl.DataFrame({"request_id": range(50)}))
+    report = validate_table(lake, suite, "run-0")
+    per_run = len(report.outcomes)
+    for night in range(25):
+        append_history(lake, dataclasses.replace(report, run_id=f"run-{night}"))
+    table = lake.delta_table(HISTORY)
+    assert len(table.file_uris()) < 10  # 25 appends, compacted at versions 10 and 20
+    assert any(c.get("operation") == "OPTIMIZE" for c in table.history())
+    kept = lake.scan(HISTORY).collect()
+    assert kept.height == 25 * per_run and kept["run_id"].n_unique() == 25
