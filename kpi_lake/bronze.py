@@ -1051,7 +1051,7 @@ def _differing_key_ranges(
     # SQLite: every key read in one value, and the ranges computed here; elsewhere one GROUP BY in the database.
     keys = _all_keys(connection, table, key, dtype)
     if keys is not None:
-        source = _ranges_of(keys, low, width)
+        source = _ranges_of(keys, low, width, unique_at_source)
     else:
         source = _ranges_grouped(connection, column, low, width, unique_at_source)
     mirrored = (
@@ -1127,18 +1127,23 @@ def _all_keys(connection: Any, table: Any, key: str, dtype: pl.DataType) -> pl.S
     return keys.cast(pl.Int64, strict=False).drop_nulls() if dtype == pl.Int64 else keys
 
 
-def _ranges_of(keys: pl.Series, low: int, width: int) -> pl.DataFrame:
+def _ranges_of(keys: pl.Series, low: int, width: int, unique: bool) -> pl.DataFrame:
     """Per-range rows, distinct keys and sum of distinct offsets of ``keys``: what :func:`_ranges_grouped`
-    computes in the database."""
+    computes in the database (and, as there, a key the source declares unique is not counted twice)."""
     offset = pl.col(keys.name) - low
-    return (
-        keys.to_frame()
-        .group_by((offset // width).alias("bucket"))
-        .agg(
+    figures = (
+        [pl.len().alias("rows"), pl.len().alias("keys"), (offset % width).sum().alias("total")]
+        if unique
+        else [
             pl.len().alias("rows"),
             pl.col(keys.name).n_unique().alias("keys"),
             (offset % width).unique().sum().alias("total"),
-        )
+        ]
+    )
+    return (
+        keys.to_frame()
+        .group_by((offset // width).alias("bucket"))
+        .agg(figures)
         .select(pl.col(c).cast(t) for c, t in _RANGE_SCHEMA.items())
     )
 

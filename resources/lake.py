@@ -222,7 +222,9 @@ class DeltaLake(dg.ConfigurableResource):
         """Remove the data files a failed write left in ``ref``'s folder: written since ``since`` (``time.time()``)
         and in no version of the table as it stands. The write committed nothing, but a streamed write may have
         flushed some files before its source failed (a file polars cannot stream). Tidying only: a table never
-        reads a file its log does not name, and a failure here is logged, never raised over the write's own."""
+        reads a file its log does not name, and a failure here is logged, never raised over the write's own.
+        Only for a table with one writer at a time (its pool, the lake lock): a file another writer has written
+        but not yet committed would look the same."""
         from deltalake import DeltaTable
 
         uri, options = self.uri(ref), self._delta_options()
@@ -699,7 +701,8 @@ class DeltaLake(dg.ConfigurableResource):
             prepared = delta_compatible(data)
             self._retrying(f"writing {ref} ({mode})", lambda: attempt(prepared), retries=retries)
         except Exception as exc:
-            self._discard_uncommitted(ref, started)
+            if mode != "append":  # appends may come from several writers at once (the checks' history)
+                self._discard_uncommitted(ref, started)
             raise LakeWriteError(
                 f"writing {ref} to {redact(uri)} ({mode}) failed{_after(retries)}: {redact_error(exc)}"
             ) from exc

@@ -281,9 +281,15 @@ def test_ranges_from_keys_read_at_once_match_the_database_group_by(tmp_path: Pat
         assert sorted(read.to_list()) == sorted(k for k in keys if k is not None)
         for width in (1, 13, 500, high - low + 1):
             grouped = _ranges_grouped(connection, table.c.case_id, low, width, unique=False)
-            ours = _ranges_of(read, low, width)
+            ours = _ranges_of(read, low, width, unique=False)
             assert ours.sort("bucket").equals(grouped.sort("bucket")), width
             assert (ours["rows"] - ours["keys"]).sum() == 2  # key 77 three times
+            distinct = read.unique()  # as for a declared primary key: both sides skip the distinct count
+            assert (
+                _ranges_of(distinct, low, width, unique=True)
+                .sort("bucket")
+                .equals(_ranges_of(distinct, low, width, unique=False).sort("bucket"))
+            )
 
 
 def test_a_merge_told_where_matches_start_still_updates_an_old_row_in_place(tmp_path: Path, monkeypatch):
