@@ -698,21 +698,21 @@ def land_database_table(
             key_ranges: KeyRanges | None = None
             if full is None:
                 arriving = _arriving_keys(lake, spec, changed[key])
-                # Compare counts and sums (per key range, for an integer key) first, in the database: keys are
-                # read only where they differ.
+                # Compare counts and sums (per key range, for an integer key) first: keys are read only where
+                # they differ (from SQLite every key at once, kept with the ranges).
                 key_ranges = _differing_key_ranges(connection, table, key, types[key], lake, spec, arriving)
             if key_ranges is not None and key_ranges.keys is not None:
-                source_keys = key_ranges.keys  # read at once, with the comparison
+                source_keys = key_ranges.keys
             elif key_ranges is None or key_ranges.buckets:
                 at_once = _all_keys(connection, table, key, types[key]) if key_ranges is None else None
-                keys_query = sa.select(table.c[key])
-                if key_ranges is not None:
-                    keys_query = keys_query.where(key_ranges.where(table.c[key]))
-                source_keys = (
-                    at_once
-                    if at_once is not None
-                    else pl.read_database(keys_query, connection, schema_overrides={key: types[key]})[key]
-                )
+                if at_once is not None:
+                    source_keys = at_once
+                else:
+                    keys_query = sa.select(table.c[key])
+                    if key_ranges is not None:
+                        keys_query = keys_query.where(key_ranges.where(table.c[key]))
+                    keys_read = pl.read_database(keys_query, connection, schema_overrides={key: types[key]})
+                    source_keys = keys_read[key]
             duplicated_keys = _repeated(source_keys)
             if duplicated_keys.len() > MAX_KEYS_IN_QUERY and full is None:
                 full = f"{duplicated_keys.len()} keys appear more than once at source"
@@ -1001,13 +1001,13 @@ def _differing_key_ranges(
 ) -> KeyRanges | None:
     """The key ranges where the source and bronze (rows not marked deleted, plus ``arriving``: the keys the
     rows just read bring in) disagree, by per-range counts, distinct counts and sums of keys, once the
-    whole-table totals have been found to differ (none when they agree). Bronze's side is one streamed aggregate;
-    the source's one ``GROUP BY`` in the database, or in SQLite (which sorts every key for it) every key read in
-    one value and grouped here, the keys then kept for the ranges that differ (``KeyRanges.keys``). A range holding a repeated key, a key
-    bronze lacks (or set aside in ``_rejected``) or a deleted key differs; a delete and an insert with an old
-    stamp that balance count and sum in one range would not, and are left to the periodic full
-    reconciliation. A key that is not an integer has no ranges: its whole-table counts are compared, and
-    ``None`` (read every key) is returned when they differ."""
+    whole-table totals have been found to differ (none when they agree). Bronze's side is one streamed
+    aggregate; the source's one ``GROUP BY`` in the database, or in SQLite (which sorts every key for it) every
+    key read in one value and grouped here, the keys then kept for the ranges that differ (``KeyRanges.keys``).
+    A range holding a repeated key, a key bronze lacks (or set aside in ``_rejected``) or a deleted key differs;
+    a delete and an insert with an old stamp that balance count and sum in one range would not, and are left to
+    the periodic full reconciliation. A key that is not an integer has no ranges: its whole-table counts are
+    compared, and ``None`` (read every key) is returned when they differ."""
     import sqlalchemy as sa
 
     column = table.c[key]

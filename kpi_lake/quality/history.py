@@ -130,10 +130,13 @@ def _compact(lake: DeltaLake) -> None:
     turn, and never fails the check that appended."""
     import dagster as dg
 
+    from resources.lake import redact_error
+
     try:
         replaced = lake.compact(HISTORY)
     except Exception as error:  # compaction is upkeep: the results are recorded either way
-        dg.get_dagster_logger("kpi_lake.quality").warning(f"{HISTORY}: compaction left for later ({error})")
+        said = redact_error(error).splitlines()[0][:300]
+        dg.get_dagster_logger("kpi_lake.quality").warning(f"{HISTORY}: compaction left for later ({said})")
         return
     dg.get_dagster_logger("kpi_lake.quality").info(f"{HISTORY}: {replaced} small files compacted")
 
