@@ -923,8 +923,9 @@ def _differing_rows(
 
 #: Key ranges compared per table: a changed range costs a read of its keys, about rows / KEY_RANGES of them.
 KEY_RANGES = 16384
-#: Up to this many keys, a SQLite table's are read in one value (``_all_keys``: the key's text, and a separator).
-MAX_KEYS_AT_ONCE = 20_000_000
+#: Up to this many keys, a SQLite table's are read in one value (``_all_keys``: the key's text and a separator
+#: each, about 90 MB and 300 MB at the peak for 10M eight-digit keys).
+MAX_KEYS_AT_ONCE = 10_000_000
 #: Beyond this many separate ranges to read, the query selects keys by range number instead (a range condition
 #: is an index range scan, a range number a scan of every key; SQLite allows expressions 1000 deep) ...
 MAX_KEY_RANGES_IN_QUERY = 400
@@ -1049,7 +1050,7 @@ def _differing_key_ranges(
     low, high = int(low), int(high)
     width = max(1, -(-(high - low + 1) // KEY_RANGES))
     # SQLite: every key read in one value, and the ranges computed here; elsewhere one GROUP BY in the database.
-    keys = _all_keys(connection, table, key, dtype)
+    keys = _all_keys(connection, table, key, dtype, count=int(rows))
     if keys is not None:
         source = _ranges_of(keys, low, width, unique_at_source)
     else:
@@ -1102,17 +1103,21 @@ def _ranges_grouped(connection: Any, column: Any, low: int, width: int, unique: 
     )
 
 
-def _all_keys(connection: Any, table: Any, key: str, dtype: pl.DataType) -> pl.Series | None:
+def _all_keys(
+    connection: Any, table: Any, key: str, dtype: pl.DataType, count: int | None = None
+) -> pl.Series | None:
     """Every non-NULL key of a SQLite table (an integer or a text key), in one value: ``group_concat`` streams
     over the smallest index holding the key, with no sort and no Python object per row. 1.9M integer keys:
     0.25-0.35 s, where a ``GROUP BY`` by range sorts every key (0.7-1.1 s) and reading them row by row takes
     0.8 s. None for another database, another type of key, more than ``MAX_KEYS_AT_ONCE`` keys, or a text key
-    holding the separator. A text value in an integer key column is left out, as NULL."""
+    holding the separator. A text value in an integer key column is left out, as NULL. ``count``: the non-NULL
+    keys, when the caller has counted them."""
     if connection.dialect.name != "sqlite" or dtype not in (pl.Int64, pl.String):
         return None
     quote = connection.dialect.identifier_preparer
     column, name = quote.quote(key), quote.format_table(table)
-    count = connection.exec_driver_sql(f"SELECT count(*) FROM {name} WHERE {column} IS NOT NULL").scalar()
+    if count is None:
+        count = connection.exec_driver_sql(f"SELECT count(*) FROM {name} WHERE {column} IS NOT NULL").scalar()
     if count > MAX_KEYS_AT_ONCE:
         return None
     separator = "," if dtype == pl.Int64 else "\x1f"  # the unit separator: not in a reference someone typed
