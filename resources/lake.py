@@ -233,28 +233,25 @@ class DeltaLake(dg.ConfigurableResource):
             if DeltaTable.is_deltatable(uri, storage_options=options):
                 table = DeltaTable(uri, storage_options=options)
                 named = {path.rsplit("/", 1)[-1] for path in table.file_uris()}
-            if not is_remote(uri):
-                folder = local_path(uri)
-                found = [
-                    # 50 ms of slack: a file's time comes from a coarser clock than time.time().
-                    (str(path), path.stat().st_mtime + 0.05)
-                    for path in (folder.rglob("*.parquet") if folder.exists() else [])
-                    if "_delta_log" not in path.parts
-                ]
-                remove: Callable[[str], None] = lambda path: local_path(path).unlink(missing_ok=True)  # noqa: E731
+            if is_remote(uri):
+                # 2 s of slack: a blob's time is to the second (and the service's clock, not this host's).
+                fs, folder, slack = self.azure.filesystem(self.root), _blob_path(uri), 2.0
             else:
-                fs = self.azure.filesystem(self.root)
-                listed = fs.find(_blob_path(uri), detail=True) if fs.exists(_blob_path(uri)) else {}
-                found = [
-                    # 2 s of slack: a blob's time is to the second (and the service's clock, not this host's).
-                    (path, info["last_modified"].timestamp() + 2)
-                    for path, info in listed.items()
-                    if path.endswith(".parquet") and "/_delta_log/" not in path and info.get("last_modified")
-                ]
-                remove = fs.rm_file
-            left = [p for p, modified in found if modified >= since and p.rsplit("/", 1)[-1] not in named]
+                import fsspec
+
+                # 50 ms of slack: a file's time comes from a coarser clock than time.time().
+                fs, folder, slack = fsspec.filesystem("file"), local_path(uri).as_posix(), 0.05
+            listed = fs.find(folder, detail=True) if fs.exists(folder) else {}
+            left = [
+                path
+                for path, info in listed.items()
+                if path.endswith(".parquet")
+                and "/_delta_log/" not in path
+                and _modified(info) + slack >= since
+                and path.rsplit("/", 1)[-1] not in named
+            ]
             for path in left:
-                remove(path)
+                fs.rm_file(path)
             if left:
                 dg.get_dagster_logger("kpi_lake.lake").info(
                     f"{ref}: removed {len(left)} data files the failed write left (it committed nothing)"
@@ -733,6 +730,15 @@ def _after(retries: list[int]) -> str:
 
 def _quote(column: str) -> str:
     return f"`{column}`"
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """When a file was last written, from an fsspec listing: a local file's ``mtime``, a blob's ``last_modified``
+    (0 when neither is given: taken as old, left alone)."""
+    if info.get("mtime") is not None:
+        return float(info["mtime"])
+    modified = info.get("last_modified")
+    return modified.timestamp() if modified is not None else 0.0
 
 
 def _sql_literal(value: Any) -> str:
