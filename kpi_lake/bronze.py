@@ -1037,6 +1037,14 @@ def _differing_key_ranges(
         b_rows = bronze.select(pl.len()).collect(engine="streaming").item()
         return KeyRanges(0, 1, ()) if distinct == rows == b_rows else None
     low, high, total = found[1:4]
+    keys = None
+    if not all(isinstance(value, int) for value in (low, high) if value is not None):
+        # SQLite keeps whatever it is given: a text value in an integer key column (set aside when its row is read)
+        # sorts after every number. The comparison takes the integer keys alone.
+        keys = _all_keys(connection, table, key, dtype, count=int(rows))
+        if keys is None or keys.is_empty():
+            return None
+        low, high, total, rows, distinct = keys.min(), keys.max(), keys.sum(), keys.len(), keys.n_unique()
     bronze = bronze.select(pl.col(key).cast(pl.Int64))
     if low is not None and distinct == rows:
         b_rows, b_total = bronze.select(pl.len(), pl.col(key).sum()).collect(engine="streaming").row(0)
@@ -1050,7 +1058,8 @@ def _differing_key_ranges(
     low, high = int(low), int(high)
     width = max(1, -(-(high - low + 1) // KEY_RANGES))
     # SQLite: every key read in one value, and the ranges computed here; elsewhere one GROUP BY in the database.
-    keys = _all_keys(connection, table, key, dtype, count=int(rows))
+    if keys is None:
+        keys = _all_keys(connection, table, key, dtype, count=int(rows))
     if keys is not None:
         source = _ranges_of(keys, low, width, unique_at_source)
     else:
@@ -1120,7 +1129,7 @@ def _all_keys(
         count = connection.exec_driver_sql(f"SELECT count(*) FROM {name} WHERE {column} IS NOT NULL").scalar()
     if count > MAX_KEYS_AT_ONCE:
         return None
-    separator = "," if dtype == pl.Int64 else "\x1f"  # the unit separator: not in a reference someone typed
+    separator = "\x1f"  # the unit separator: not in a reference someone typed (nor a number someone typed)
     text = connection.exec_driver_sql(
         f"SELECT group_concat({column}, ?) FROM {name} WHERE {column} IS NOT NULL", (separator,)
     ).scalar()

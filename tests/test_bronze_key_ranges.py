@@ -363,3 +363,33 @@ def test_text_keys_read_at_once_unless_one_holds_the_separator(tmp_path: Path):
     assert (
         "25/9\x1f9/FUL" in lake.scan(spec.ref).filter(~pl.col(DELETED_IN_SOURCE)).collect()["ref"].to_list()
     )
+
+
+def test_a_typed_in_text_key_in_an_integer_column_is_set_aside_and_deletes_are_still_found(tmp_path: Path):
+    """SQLite keeps whatever it is given: '12,5' in an integer key column sorts after every number, so the
+    column's max is text. The comparison takes the integer keys alone; the row is set aside, saying why."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'extract.sqlite'}")
+    with engine.begin() as connection:
+        connection.execute(sa.text("create table cases (case_id integer, status text, updated_at timestamp)"))
+        connection.execute(
+            sa.text("insert into cases values (:id, 'open', :at)"),
+            [{"id": i, "at": STAMP} for i in range(1000)],
+        )
+    lake = DeltaLake(root=str(tmp_path / "lake"), azure=AzureStorage())
+    spec = DatabaseTable(source="business_systems", table="cases", primary_key="case_id")
+    now = dt.datetime(2026, 1, 6, 2, 0, tzinfo=dt.UTC)
+    land_database_table(spec, lake=lake, engine=engine, run_id="r1", loaded_at=now)
+    with engine.begin() as connection:
+        connection.execute(sa.text("insert into cases values ('12,5', 'open', :at)"), {"at": STAMP})
+        connection.execute(sa.text("delete from cases where case_id = 77"))
+    night = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r2", loaded_at=now, last_full_reconciliation=now
+    )
+    assert night.rows_deleted == 1 and night.full_reconciliation is None
+    assert lake.scan(spec.ref).filter(pl.col(DELETED_IN_SOURCE)).collect()["case_id"].to_list() == [77]
+    assert night.rejected_reasons == {"column case_id: 12,5 is not a valid Int64": 1}
+    again = land_database_table(
+        spec, lake=lake, engine=engine, run_id="r3", loaded_at=now, last_full_reconciliation=now
+    )
+    assert again.rows_written == 0 and again.rows_deleted == 0
+    assert lake.scan(spec.ref).collect().height == 1000
