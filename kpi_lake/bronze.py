@@ -853,7 +853,7 @@ def source_fingerprint(spec: DatabaseTable, engine: Any) -> str:
     # the newest stamp alone from the stamp's index.
     totals = [sa.select(sa.func.count()).select_from(table), sa.select(sa.func.max(stamp))]
     if isinstance(key.type, sa.Integer):
-        totals.append(sa.select(sa.func.sum(key)))
+        totals.append(sa.select(_key_sum(key)))
     digest = hashlib.sha256()
     with engine.connect() as connection:
         found = [connection.execute(query).scalar() for query in totals]
@@ -1018,7 +1018,7 @@ def _differing_key_ranges(
     unique_at_source = list(table.primary_key.columns.keys()) == [key]
     totals = [sa.func.count(column)]
     if integer:
-        totals += [sa.func.min(column), sa.func.max(column), sa.func.sum(column)]
+        totals += [sa.func.min(column), sa.func.max(column), _key_sum(column)]
     if not unique_at_source:
         totals.append(sa.func.count(sa.distinct(column)))
     sqlite = connection.dialect.name == "sqlite"
@@ -1044,10 +1044,11 @@ def _differing_key_ranges(
         keys = _all_keys(connection, table, key, dtype, count=int(rows))
         if keys is None or keys.is_empty():
             return None
-        low, high, total, rows, distinct = keys.min(), keys.max(), keys.sum(), keys.len(), keys.n_unique()
+        low, high, rows, distinct = keys.min(), keys.max(), keys.len(), keys.n_unique()
+        total = keys.to_frame().select(_key_sum_of(key)).item()
     bronze = bronze.select(pl.col(key).cast(pl.Int64))
     if low is not None and distinct == rows:
-        b_rows, b_total = bronze.select(pl.len(), pl.col(key).sum()).collect(engine="streaming").row(0)
+        b_rows, b_total = bronze.select(pl.len(), _key_sum_of(key)).collect(engine="streaming").row(0)
         if (int(b_rows), int(b_total or 0)) == (int(rows), int(total)):
             return KeyRanges(int(low), 1, ())
     if low is None:  # nothing at source: every bronze key is a candidate
@@ -1082,6 +1083,24 @@ def _differing_key_ranges(
     if keys is None:
         return ranges
     return KeyRanges(low, width, ranges.buckets, keys=keys.to_frame().filter(ranges.expr(key))[key])
+
+
+#: Keys are summed modulo this prime: a plain sum of 64-bit keys (snowflake-style ids) overflows, and SQLite then
+#: raises rather than answer. Under 2^30, so that ``key % m + m`` stays within a 32-bit integer key's type.
+KEY_SUM_MODULUS = 1_000_000_007
+
+
+def _key_sum(column: Any) -> Any:
+    """The sum of the keys modulo ``KEY_SUM_MODULUS`` in SQL (non-negative for negative keys too)."""
+    import sqlalchemy as sa
+
+    modulus = sa.literal_column(str(KEY_SUM_MODULUS))
+    return sa.func.sum((column % modulus + modulus) % modulus)
+
+
+def _key_sum_of(key: str) -> pl.Expr:
+    """The same sum over a frame (polars' ``%`` is already non-negative for a positive modulus)."""
+    return (pl.col(key) % KEY_SUM_MODULUS).sum()
 
 
 def _ranges_grouped(connection: Any, column: Any, low: int, width: int, unique: bool) -> pl.DataFrame:
